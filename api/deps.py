@@ -1,0 +1,72 @@
+"""Dependencies, as ``Annotated`` aliases; tests override them with ``app.dependency_overrides``."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from api.errors import ApiError
+from rag.config import Settings
+from rag.pipeline import RagPipeline
+
+
+def get_pipeline(request: Request) -> RagPipeline:
+    """The pipeline built at start-up."""
+    return request.app.state.pipeline
+
+
+def get_settings(request: Request) -> Settings:
+    """The settings read at start-up."""
+    return request.app.state.settings
+
+
+PipelineDep = Annotated[RagPipeline, Depends(get_pipeline)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What the caller's key may read: ``None`` means every collection (no keys configured)."""
+
+    collections: frozenset[str] | None
+    key_hash: str = ""
+
+    def check(self, collection: str) -> None:
+        """Refuse a collection outside the key's scope.
+
+        Raises:
+            ApiError: 403 naming the collection.
+        """
+        if self.collections is not None and collection not in self.collections:
+            raise ApiError(403, f"this API key may not read collection {collection!r}", "permission_error", "collection", "forbidden")
+
+    def visible(self, names: list[str]) -> list[str]:
+        """The names the key may see."""
+        return names if self.collections is None else [n for n in names if n in self.collections]
+
+
+def get_scope(request: Request, settings: SettingsDep) -> Scope:
+    """Authenticate ``Authorization: Bearer KEY`` against the configured keys.
+
+    Raises:
+        ApiError: 401 for a missing or unknown key when keys are configured.
+    """
+    keys = settings.api_keys
+    if not keys:
+        return Scope(None)
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "missing API key: send 'Authorization: Bearer KEY'", "authentication_error", None, "missing_api_key")
+    token = token.strip()
+    for key, collections in keys.items():
+        if hmac.compare_digest(key.encode(), token.encode()):
+            return Scope(frozenset(collections), hashlib.sha256(token.encode()).hexdigest())
+    raise ApiError(401, "invalid API key", "authentication_error", None, "invalid_api_key")
+
+
+ScopeDep = Annotated[Scope, Depends(get_scope)]

@@ -1,0 +1,288 @@
+"""Typed settings, read once at an entry point and passed down.
+
+Environment variables use the prefix ``RAG_`` and ``__`` between levels, e.g.
+``RAG_CHUNKING__SIZE=384``. An optional TOML file (``--config``) gives defaults
+that the environment overrides. Code under ``rag/`` never reads the environment:
+it receives a :class:`Settings`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from rag.errors import ConfigError
+
+DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_RERANKER_MODEL = "cross-encoder/ms-marco-MiniLM-L6-v2"
+DEFAULT_LOCAL_GGUF = "qwen2.5-coder-0.5b-instruct"
+
+
+class _Section(BaseModel):
+    model_config = {"extra": "forbid", "frozen": True}
+
+
+class EmbeddingConfig(_Section):
+    """Embedding model settings."""
+
+    model: str = Field(DEFAULT_EMBEDDING_MODEL, description="HF id or local path")
+    backend: Literal["torch", "onnx"] = "torch"
+    batch_size: int = Field(64, ge=1, le=4096)
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    query_prefix: str = ""
+    document_prefix: str = ""
+
+
+class ChunkingConfig(_Section):
+    """Token-aware chunking with overlap."""
+
+    size: int = Field(256, ge=128, le=1024, description="tokens per chunk")
+    overlap: float = Field(0.25, ge=0.0, le=0.5, description="share of size repeated")
+
+
+DenseKind = Literal["flat", "hnsw", "ivfpq", "auto"]
+
+
+class DenseConfig(_Section):
+    """FAISS index settings."""
+
+    index: str = "auto"
+    hnsw_m: int = Field(32, ge=4, le=256)
+    hnsw_ef_construction: int = Field(200, ge=8, le=4096)
+    hnsw_ef_search: int = Field(128, ge=8, le=4096)
+    ivf_nlist: int = Field(0, ge=0, description="0 picks about 4*sqrt(n)")
+    ivf_nprobe: int = Field(32, ge=1)
+    pq_m: int = Field(48, ge=1, description="PQ sub-quantizers = bytes per code at 8 bits")
+    pq_nbits: int = Field(8, ge=4, le=12)
+    refine_factor: int = Field(10, ge=1, le=100, description="IVF-PQ candidates re-checked exactly = k * this")
+    auto_flat_below: int = 50_000
+    auto_hnsw_below: int = 3_000_000
+    train_sample: int = Field(100_000, ge=1000)
+
+    @field_validator("index")
+    @classmethod
+    def _known_index(cls, v: str) -> str:
+        valid = ("flat", "hnsw", "ivfpq", "auto")
+        if v not in valid:
+            raise ValueError(f"unknown index type {v!r}; valid: {' | '.join(valid)}")
+        return v
+
+
+class LexicalConfig(_Section):
+    """BM25 (tantivy) settings."""
+
+    stopwords: bool = True
+    stemmer: str = "english"
+
+
+class RetrievalConfig(_Section):
+    """Hybrid retrieval settings."""
+
+    top_k: int = Field(10, ge=1, le=1000)
+    candidates: int = Field(100, ge=1, le=5000, description="hits per retriever before fusion")
+    rrf_k: int = Field(60, ge=1)
+    bm25_weight: float = Field(1.0, ge=0.0)
+    dense_weight: float = Field(1.0, ge=0.0)
+
+
+class RerankerConfig(_Section):
+    """Cross-encoder settings. ``model=""`` disables reranking."""
+
+    model: str = DEFAULT_RERANKER_MODEL
+    top_n: int = Field(0, ge=0, le=1000, description="0: 50 on GPU, 20 on CPU")
+    batch_size: int = Field(32, ge=1)
+    max_length: int = Field(256, ge=16, le=4096)
+    device: str = "auto"
+
+
+class GeneratorConfig(_Section):
+    """OpenAI-compatible chat-completions server."""
+
+    url: str = Field("", description="base URL, e.g. http://vllm:8000/v1; empty starts llama.cpp locally")
+    model: str = Field("", description="model name sent to the server; empty asks the server")
+    api_key: str = "not-needed"
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    seed: int = 0
+    max_tokens: int = Field(256, ge=1, le=8192)
+    timeout_s: float = Field(120.0, gt=0)
+    context_tokens: int = Field(1500, ge=64, description="token budget for packed sources")
+    local_model: str = Field(DEFAULT_LOCAL_GGUF, description="GGUF path, or the name of one that installs from PyPI")
+    local_n_ctx: int = Field(4096, ge=512)
+    local_threads: int = Field(0, ge=0, description="0: all cores")
+    local_start_timeout_s: float = Field(120.0, gt=0)
+
+
+class VerifierConfig(_Section):
+    """Claim verification and abstention thresholds."""
+
+    support_threshold: float = Field(0.55, ge=0.0, le=1.0)
+    min_faithfulness: float = Field(0.0, ge=0.0, le=1.0, description="abstain below this")
+    min_retrieval_score: float = Field(-1e9, description="abstain when the best rerank score is below this")
+    min_fusion_score: float = Field(0.0, ge=0.0, description="abstain when the best RRF score is below this (no reranker)")
+    strict: bool = False
+
+
+class ApiConfig(_Section):
+    """REST API settings and limits."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    max_question_chars: int = Field(4000, ge=1)
+    max_top_k: int = Field(100, ge=1)
+    max_body_bytes: int = Field(1_000_000, ge=1024)
+    max_concurrent_asks: int = Field(4, ge=1)
+
+
+class IngestConfig(_Section):
+    """Ingestion limits and batching."""
+
+    max_file_bytes: int = Field(50 * 1024 * 1024, ge=1)
+    batch_documents: int = Field(64, ge=1)
+
+
+class Settings(BaseSettings):
+    """All settings of the service.
+
+    Build with :func:`load_settings`, once, at an entry point.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="RAG_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    data_dir: Path = Path(".rag")
+    database_url: str = Field("", description="SQLAlchemy URL; empty means SQLite under data_dir")
+    api_keys: Annotated[dict[str, list[str]], NoDecode] = Field(
+        default_factory=dict, description='JSON: {"KEY": ["collection", ...]}'
+    )
+    default_collection: str = "default"
+    embedding: Annotated[EmbeddingConfig, NoDecode] = EmbeddingConfig()
+    chunking: ChunkingConfig = ChunkingConfig()
+    dense: DenseConfig = DenseConfig()
+    lexical: LexicalConfig = LexicalConfig()
+    retrieval: RetrievalConfig = RetrievalConfig()
+    reranker: Annotated[RerankerConfig, NoDecode] = RerankerConfig()
+    generator: GeneratorConfig = GeneratorConfig()
+    verifier: VerifierConfig = VerifierConfig()
+    api: ApiConfig = ApiConfig()
+    ingest: IngestConfig = IngestConfig()
+    log_level: str = "INFO"
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _parse_keys(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            import json
+
+            try:
+                v = json.loads(v) if v.strip() else {}
+            except json.JSONDecodeError as exc:
+                raise ValueError(f'must be JSON like {{"KEY": ["collection"]}}: {exc.msg}') from None
+        return v
+
+    @field_validator("embedding", "reranker", mode="before")
+    @classmethod
+    def _model_shorthand(cls, v: Any) -> Any:
+        # RAG_RERANKER=PATH and RAG_EMBEDDING=ID are accepted as shorthands for ...__MODEL.
+        if isinstance(v, str):
+            stripped = v.strip()
+            if stripped.startswith("{"):
+                import json
+
+                return json.loads(stripped)
+            return {"model": stripped}
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if len(self.api_keys) and any(not isinstance(c, list) for c in self.api_keys.values()):
+            raise ValueError("api_keys values must be lists of collection names")
+        return self
+
+    @property
+    def reranker_explicit(self) -> bool:
+        """Whether the reranker was chosen by the user rather than left at its default."""
+        return self.reranker.model != DEFAULT_RERANKER_MODEL
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL, SQLite under the data dir unless one is configured."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'rag.db').resolve()}"
+
+    _toml_path: Path | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_path = _TOML_PATH.get("path")
+        if toml_path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return tuple(sources)
+
+
+_TOML_PATH: dict[str, Path | None] = {"path": None}
+
+
+def _setting_name(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if not isinstance(p, int)]
+    return "RAG_" + "__".join(p.upper() for p in parts) if parts else "RAG_*"
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Read settings from the environment and an optional TOML file.
+
+    Args:
+        config_file: optional TOML file; environment variables override it.
+        **overrides: values that win over both (used by tests and CLI flags).
+
+    Returns:
+        The validated settings.
+
+    Raises:
+        ConfigError: naming the first invalid setting, as its environment variable.
+    """
+    if config_file is not None and not Path(config_file).is_file():
+        raise ConfigError("--config", f"no such file: {config_file}")
+    _TOML_PATH["path"] = Path(config_file) if config_file else None
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = _setting_name(first.get("loc", ()))
+        msg = first.get("msg", "invalid")
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(name, f"{msg}{more}") from None
+    except Exception as exc:  # SettingsError from a source, e.g. undecodable JSON or TOML
+        raise ConfigError("settings", str(exc).splitlines()[0]) from None
+    finally:
+        _TOML_PATH["path"] = None
+
+
+def cpu_count() -> int:
+    """Cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1

@@ -1,0 +1,647 @@
+"""The database: the source of truth for collections, documents, chunks and their vectors.
+
+FAISS and tantivy are derived from it and can be rebuilt from it. A document's
+``state`` drives crash safety (see ``docs/decisions.md``): rows are written as
+``pending``, become ``active`` in one transaction once both indexes hold their
+chunks durably, and turn ``deleted`` (a tombstone) when replaced or removed.
+Searches only ever return chunks of ``active`` documents.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    create_engine,
+    delete,
+    event,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DataError, ProgrammingError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+
+from rag.errors import InputError, NotFoundError
+from rag.types import Chunk, ChunkDraft, Document, Filters
+
+PENDING, ACTIVE, DELETED = "pending", "active", "deleted"
+
+_Id = BigInteger().with_variant(Integer, "sqlite")
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now, in UTC."""
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table."""
+
+
+class CollectionRow(Base):
+    """A named collection; API keys are scoped to these."""
+
+    __tablename__ = "collections"
+    id: Mapped[int] = mapped_column(_Id, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class DocumentRow(Base):
+    """One version of a document. At most one active version per (collection, external id)."""
+
+    __tablename__ = "documents"
+    id: Mapped[int] = mapped_column(_Id, primary_key=True, autoincrement=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), nullable=False)
+    external_id: Mapped[str] = mapped_column(Text, nullable=False)
+    source: Mapped[str] = mapped_column(Text, nullable=False)
+    sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    title: Mapped[str] = mapped_column(Text, default="")
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    state: Mapped[str] = mapped_column(String(16), nullable=False, default=PENDING)
+    job_id: Mapped[int | None] = mapped_column(_Id, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    chunks: Mapped[list[ChunkRow]] = relationship(back_populates="document", passive_deletes=True)
+
+    __table_args__ = (
+        Index(
+            "uq_documents_active_key",
+            "collection_id",
+            "external_id",
+            unique=True,
+            sqlite_where=(state == ACTIVE),
+            postgresql_where=(state == ACTIVE),
+        ),
+        Index("ix_documents_collection_state", "collection_id", "state"),
+        Index("ix_documents_collection_external", "collection_id", "external_id"),
+    )
+
+
+class ChunkRow(Base):
+    """A chunk of one document version, with its embedding (float32 bytes)."""
+
+    __tablename__ = "chunks"
+    id: Mapped[int] = mapped_column(_Id, primary_key=True, autoincrement=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), nullable=False, index=True)
+    ordinal: Mapped[int] = mapped_column(Integer, nullable=False)
+    text: Mapped[str] = mapped_column(Text, nullable=False)
+    char_start: Mapped[int] = mapped_column(Integer, nullable=False)
+    char_end: Mapped[int] = mapped_column(Integer, nullable=False)
+    token_count: Mapped[int] = mapped_column(Integer, nullable=False)
+    section: Mapped[str] = mapped_column(Text, default="")
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    document: Mapped[DocumentRow] = relationship(back_populates="chunks")
+
+
+class IngestionJobRow(Base):
+    """One run of ``rag ingest``: what it was asked and what it did."""
+
+    __tablename__ = "ingestion_jobs"
+    id: Mapped[int] = mapped_column(_Id, primary_key=True, autoincrement=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="running")
+    paths: Mapped[list[str]] = mapped_column(JSON, default=list)
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class FeedbackRow(Base):
+    """An end user's relevance judgment of a chunk for a query."""
+
+    __tablename__ = "feedback"
+    id: Mapped[int] = mapped_column(_Id, primary_key=True, autoincrement=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), nullable=False)
+    query: Mapped[str] = mapped_column(Text, nullable=False)
+    chunk_id: Mapped[int] = mapped_column(_Id, nullable=False)
+    relevant: Mapped[bool] = mapped_column(nullable=False)
+    key_hash: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    """A collection's id, name and settings."""
+
+    id: int
+    name: str
+    settings: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ActiveDoc:
+    """The active version of a document: its id and content hash."""
+
+    id: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class StagedDoc:
+    """A pending document version written by :meth:`Store.stage`."""
+
+    document_id: int
+    chunk_ids: tuple[int, ...]
+    replaces: int | None
+
+
+def content_sha256(doc: Document) -> str:
+    """Hash of everything that ends up in the indexes: title, text, metadata, sections."""
+    import json
+
+    h = hashlib.sha256()
+    h.update(doc.title.encode("utf-8", "surrogatepass"))
+    h.update(b"\x00")
+    h.update(doc.text.encode("utf-8", "surrogatepass"))
+    h.update(b"\x00")
+    h.update(json.dumps(doc.metadata, sort_keys=True, default=str).encode())
+    h.update(json.dumps(doc.sections).encode())
+    return h.hexdigest()
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine; SQLite gets WAL, foreign keys and a busy timeout."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).resolve().parents[1] / "migrations"))
+    cfg.attributes["connection_engine"] = engine
+    command.upgrade(cfg, "head")
+
+
+def _floats(blob: bytes | None, dim: int) -> np.ndarray:
+    if blob is None:
+        return np.zeros(dim, dtype=np.float32)
+    return np.frombuffer(blob, dtype=np.float32)
+
+
+class Store:
+    """Typed access to the database. One instance per process; thread-safe sessions."""
+
+    def __init__(self, url: str, *, run_migrations: bool = True) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        if run_migrations:
+            migrate(self.engine)
+        self._session = sessionmaker(self.engine, expire_on_commit=False)
+
+    def session(self) -> Session:
+        """A new session; use as a context manager."""
+        return self._session()
+
+    def close(self) -> None:
+        """Dispose of the connection pool."""
+        self.engine.dispose()
+
+    # collections ---------------------------------------------------------------------------
+
+    def collection(self, name: str) -> CollectionInfo:
+        """The collection called ``name``.
+
+        Raises:
+            NotFoundError: if there is none.
+        """
+        with self.session() as s:
+            row = s.scalar(select(CollectionRow).where(CollectionRow.name == name))
+            if row is None:
+                raise NotFoundError("collection", f"collection {name!r} does not exist")
+            return CollectionInfo(row.id, row.name, dict(row.settings or {}))
+
+    def ensure_collection(self, name: str) -> CollectionInfo:
+        """The collection called ``name``, created when missing."""
+        _check_collection_name(name)
+        try:
+            return self.collection(name)
+        except NotFoundError:
+            pass
+        with self.session() as s, s.begin():
+            s.add(CollectionRow(name=name, settings={}))
+        return self.collection(name)
+
+    def collections(self) -> list[CollectionInfo]:
+        """All collections, by name."""
+        with self.session() as s:
+            rows = s.scalars(select(CollectionRow).order_by(CollectionRow.name)).all()
+            return [CollectionInfo(r.id, r.name, dict(r.settings or {})) for r in rows]
+
+    def update_collection_settings(self, name: str, settings: dict[str, Any]) -> None:
+        """Merge ``settings`` into a collection's stored settings."""
+        with self.session() as s, s.begin():
+            row = s.scalar(select(CollectionRow).where(CollectionRow.name == name))
+            if row is None:
+                raise NotFoundError("collection", f"collection {name!r} does not exist")
+            row.settings = {**(row.settings or {}), **settings}
+
+    def drop_collection(self, name: str) -> None:
+        """Delete a collection and all its rows."""
+        info = self.collection(name)
+        with self.session() as s, s.begin():
+            doc_ids = select(DocumentRow.id).where(DocumentRow.collection_id == info.id)
+            s.execute(delete(ChunkRow).where(ChunkRow.document_id.in_(doc_ids)))
+            s.execute(delete(DocumentRow).where(DocumentRow.collection_id == info.id))
+            s.execute(delete(IngestionJobRow).where(IngestionJobRow.collection_id == info.id))
+            s.execute(delete(FeedbackRow).where(FeedbackRow.collection_id == info.id))
+            s.execute(delete(CollectionRow).where(CollectionRow.id == info.id))
+
+    # ingestion -----------------------------------------------------------------------------
+
+    def active_docs(self, collection_id: int, external_ids: Sequence[str]) -> dict[str, ActiveDoc]:
+        """Active versions of the given documents, by external id."""
+        out: dict[str, ActiveDoc] = {}
+        ids = list(dict.fromkeys(external_ids))
+        with self.session() as s:
+            for i in range(0, len(ids), 500):
+                rows = s.execute(
+                    select(DocumentRow.external_id, DocumentRow.id, DocumentRow.sha256).where(
+                        DocumentRow.collection_id == collection_id,
+                        DocumentRow.state == ACTIVE,
+                        DocumentRow.external_id.in_(ids[i : i + 500]),
+                    )
+                )
+                for ext, doc_id, sha in rows:
+                    out[ext] = ActiveDoc(doc_id, sha)
+        return out
+
+    def stage(
+        self,
+        collection_id: int,
+        job_id: int | None,
+        items: Sequence[tuple[Document, str, Sequence[ChunkDraft], np.ndarray, int | None]],
+    ) -> list[StagedDoc]:
+        """Write documents and their chunks as ``pending``, in one transaction.
+
+        Args:
+            collection_id: target collection.
+            job_id: the ingestion job writing them.
+            items: (document, sha256, chunks, vectors (n_chunks, dim), id of the version it replaces).
+
+        Returns:
+            One :class:`StagedDoc` per item, in order, with the new chunk ids.
+        """
+        staged: list[StagedDoc] = []
+        with self.session() as s, s.begin():
+            for doc, sha, drafts, vectors, replaces in items:
+                row = DocumentRow(
+                    collection_id=collection_id,
+                    external_id=doc.external_id,
+                    source=doc.source,
+                    sha256=sha,
+                    title=doc.title,
+                    meta=doc.metadata,
+                    state=PENDING,
+                    job_id=job_id,
+                )
+                s.add(row)
+                s.flush()
+                chunk_rows = [
+                    ChunkRow(
+                        document_id=row.id,
+                        ordinal=d.ordinal,
+                        text=d.text,
+                        char_start=d.char_start,
+                        char_end=d.char_end,
+                        token_count=d.token_count,
+                        section=d.section,
+                        embedding=np.ascontiguousarray(vectors[i], dtype=np.float32).tobytes(),
+                    )
+                    for i, d in enumerate(drafts)
+                ]
+                s.add_all(chunk_rows)
+                s.flush()
+                staged.append(StagedDoc(row.id, tuple(c.id for c in chunk_rows), replaces))
+        return staged
+
+    def activate(self, staged: Sequence[StagedDoc]) -> None:
+        """Make staged versions searchable and tombstone the versions they replace, atomically."""
+        if not staged:
+            return
+        replaced = [d.replaces for d in staged if d.replaces is not None]
+        with self.session() as s, s.begin():
+            if replaced:
+                s.execute(update(DocumentRow).where(DocumentRow.id.in_(replaced)).values(state=DELETED))
+            s.execute(
+                update(DocumentRow)
+                .where(DocumentRow.id.in_([d.document_id for d in staged]))
+                .values(state=ACTIVE, updated_at=utcnow())
+            )
+
+    def tombstone(self, collection_id: int, *, external_id: str | None = None, source_prefix: str | None = None) -> int:
+        """Mark active documents deleted, by external id or source prefix.
+
+        Returns:
+            How many documents were marked.
+        """
+        if external_id is None and source_prefix is None:
+            raise InputError("document", "give a document id or a source prefix")
+        cond = [DocumentRow.collection_id == collection_id, DocumentRow.state == ACTIVE]
+        if external_id is not None:
+            cond.append(DocumentRow.external_id == external_id)
+        if source_prefix is not None:
+            cond.append(DocumentRow.source.startswith(source_prefix, autoescape=True))
+        with self.session() as s, s.begin():
+            result = s.execute(update(DocumentRow).where(*cond).values(state=DELETED, updated_at=utcnow()))
+            return int(result.rowcount or 0)
+
+    def docs_in_state(self, collection_id: int, state: str) -> list[int]:
+        """Ids of the collection's documents in ``state``."""
+        with self.session() as s:
+            return list(
+                s.scalars(
+                    select(DocumentRow.id).where(DocumentRow.collection_id == collection_id, DocumentRow.state == state)
+                )
+            )
+
+    def chunk_ids_of_docs(self, doc_ids: Sequence[int]) -> np.ndarray:
+        """Chunk ids belonging to the given documents."""
+        out: list[int] = []
+        with self.session() as s:
+            for i in range(0, len(doc_ids), 500):
+                out.extend(s.scalars(select(ChunkRow.id).where(ChunkRow.document_id.in_(doc_ids[i : i + 500]))))
+        return np.asarray(sorted(out), dtype=np.int64)
+
+    def hidden_chunk_ids(self, collection_id: int) -> np.ndarray:
+        """Chunk ids that may be in an index but must not be returned (pending or deleted documents)."""
+        with self.session() as s:
+            ids = s.scalars(
+                select(ChunkRow.id)
+                .join(DocumentRow, ChunkRow.document_id == DocumentRow.id)
+                .where(DocumentRow.collection_id == collection_id, DocumentRow.state != ACTIVE)
+            ).all()
+        return np.asarray(ids, dtype=np.int64)
+
+    def purge(self, doc_ids: Sequence[int]) -> None:
+        """Delete document rows and their chunks for good."""
+        with self.session() as s, s.begin():
+            for i in range(0, len(doc_ids), 500):
+                part = list(doc_ids[i : i + 500])
+                s.execute(delete(ChunkRow).where(ChunkRow.document_id.in_(part)))
+                s.execute(delete(DocumentRow).where(DocumentRow.id.in_(part)))
+
+    def iter_vectors(
+        self, collection_id: int, states: Sequence[str] = (ACTIVE,), batch: int = 5000
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Stream (chunk ids, vectors) of the collection's chunks in the given document states."""
+        last = 0
+        while True:
+            with self.session() as s:
+                rows = s.execute(
+                    select(ChunkRow.id, ChunkRow.embedding)
+                    .join(DocumentRow, ChunkRow.document_id == DocumentRow.id)
+                    .where(
+                        DocumentRow.collection_id == collection_id,
+                        DocumentRow.state.in_(list(states)),
+                        ChunkRow.id > last,
+                    )
+                    .order_by(ChunkRow.id)
+                    .limit(batch)
+                ).all()
+            if not rows:
+                return
+            ids = np.asarray([r[0] for r in rows], dtype=np.int64)
+            vecs = np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
+            last = int(ids[-1])
+            yield ids, vecs
+
+    def iter_lexical(
+        self, collection_id: int, states: Sequence[str] = (ACTIVE,), batch: int = 5000
+    ) -> Iterator[list[tuple[int, str, str]]]:
+        """Stream (chunk id, title, text) of the collection's chunks in the given states."""
+        last = 0
+        while True:
+            with self.session() as s:
+                rows = s.execute(
+                    select(ChunkRow.id, DocumentRow.title, ChunkRow.text)
+                    .join(DocumentRow, ChunkRow.document_id == DocumentRow.id)
+                    .where(
+                        DocumentRow.collection_id == collection_id,
+                        DocumentRow.state.in_(list(states)),
+                        ChunkRow.id > last,
+                    )
+                    .order_by(ChunkRow.id)
+                    .limit(batch)
+                ).all()
+            if not rows:
+                return
+            last = int(rows[-1][0])
+            yield [(int(r[0]), r[1] or "", r[2]) for r in rows]
+
+    def chunk_ids(self, collection_id: int, states: Sequence[str]) -> np.ndarray:
+        """All chunk ids of the collection's documents in the given states, sorted."""
+        with self.session() as s:
+            ids = s.scalars(
+                select(ChunkRow.id)
+                .join(DocumentRow, ChunkRow.document_id == DocumentRow.id)
+                .where(DocumentRow.collection_id == collection_id, DocumentRow.state.in_(list(states)))
+                .order_by(ChunkRow.id)
+            ).all()
+        return np.asarray(ids, dtype=np.int64)
+
+    # jobs ----------------------------------------------------------------------------------
+
+    def start_job(self, collection_id: int, paths: Sequence[str]) -> int:
+        """Record a new ingestion job; returns its id."""
+        with self.session() as s, s.begin():
+            row = IngestionJobRow(collection_id=collection_id, paths=list(paths), status="running")
+            s.add(row)
+            s.flush()
+            return int(row.id)
+
+    def finish_job(self, job_id: int, status: str, summary: dict[str, Any]) -> None:
+        """Record how a job ended."""
+        with self.session() as s, s.begin():
+            s.execute(
+                update(IngestionJobRow)
+                .where(IngestionJobRow.id == job_id)
+                .values(status=status, summary=summary, finished_at=utcnow())
+            )
+
+    def interrupt_running_jobs(self, collection_id: int) -> int:
+        """Mark jobs left ``running`` by a killed process as ``interrupted``."""
+        with self.session() as s, s.begin():
+            r = s.execute(
+                update(IngestionJobRow)
+                .where(IngestionJobRow.collection_id == collection_id, IngestionJobRow.status == "running")
+                .values(status="interrupted", finished_at=utcnow())
+            )
+            return int(r.rowcount or 0)
+
+    # queries -------------------------------------------------------------------------------
+
+    def hydrate(self, collection_id: int, chunk_ids: Iterable[int]) -> dict[int, Chunk]:
+        """Chunks of active documents in the collection, by id; other ids are left out."""
+        ids = list(dict.fromkeys(int(i) for i in chunk_ids))
+        if not ids:
+            return {}
+        out: dict[int, Chunk] = {}
+        with self.session() as s:
+            rows = s.execute(
+                select(ChunkRow, DocumentRow, CollectionRow.name)
+                .join(DocumentRow, ChunkRow.document_id == DocumentRow.id)
+                .join(CollectionRow, DocumentRow.collection_id == CollectionRow.id)
+                .where(
+                    ChunkRow.id.in_(ids),
+                    DocumentRow.state == ACTIVE,
+                    DocumentRow.collection_id == collection_id,
+                )
+            ).all()
+            for c, d, name in rows:
+                out[c.id] = Chunk(
+                    chunk_id=c.id,
+                    document_id=d.id,
+                    collection=name,
+                    external_id=d.external_id,
+                    source=d.source,
+                    title=d.title or "",
+                    section=c.section or "",
+                    ordinal=c.ordinal,
+                    char_start=c.char_start,
+                    char_end=c.char_end,
+                    text=c.text,
+                    metadata=dict(d.meta or {}),
+                )
+        return out
+
+    def allowed_chunk_ids(self, collection_id: int, filters: Filters) -> np.ndarray:
+        """Chunk ids of active documents that pass ``filters``.
+
+        Raises:
+            InputError: naming the filter field, for values the database cannot compare.
+        """
+        cond = [DocumentRow.collection_id == collection_id, DocumentRow.state == ACTIVE]
+        if filters.source_prefix:
+            cond.append(DocumentRow.source.startswith(filters.source_prefix, autoescape=True))
+        for key, spec in filters.metadata.items():
+            cond.extend(_metadata_conditions(key, spec))
+        if filters.date_from or filters.date_to:
+            field = DocumentRow.meta[filters.date_field].as_string()
+            if filters.date_from:
+                cond.append(field >= filters.date_from)
+            if filters.date_to:
+                # an ISO date "to" bound includes that whole day
+                upper = filters.date_to + ("\uffff" if len(filters.date_to) <= 10 else "")
+                cond.append(field <= upper)
+        try:
+            with self.session() as s:
+                ids = s.scalars(
+                    select(ChunkRow.id).join(DocumentRow, ChunkRow.document_id == DocumentRow.id).where(*cond)
+                ).all()
+        except (DataError, ProgrammingError) as exc:
+            raise InputError("filters", f"cannot apply filters: {str(exc.orig).splitlines()[0]}") from None
+        return np.asarray(sorted(ids), dtype=np.int64)
+
+    def stats(self, collection_id: int) -> dict[str, int]:
+        """Counts of documents by state and of chunks of active documents."""
+        with self.session() as s:
+            by_state = dict(
+                s.execute(
+                    select(DocumentRow.state, func.count())
+                    .where(DocumentRow.collection_id == collection_id)
+                    .group_by(DocumentRow.state)
+                ).all()
+            )
+            chunks = s.scalar(
+                select(func.count(ChunkRow.id))
+                .join(DocumentRow, ChunkRow.document_id == DocumentRow.id)
+                .where(DocumentRow.collection_id == collection_id, DocumentRow.state == ACTIVE)
+            )
+        return {
+            "documents": int(by_state.get(ACTIVE, 0)),
+            "pending": int(by_state.get(PENDING, 0)),
+            "deleted": int(by_state.get(DELETED, 0)),
+            "chunks": int(chunks or 0),
+        }
+
+    def add_feedback(self, collection_id: int, query: str, chunk_id: int, relevant: bool, key_hash: str) -> int:
+        """Store an end user's judgment; returns its id."""
+        with self.session() as s, s.begin():
+            row = FeedbackRow(
+                collection_id=collection_id, query=query, chunk_id=chunk_id, relevant=relevant, key_hash=key_hash
+            )
+            s.add(row)
+            s.flush()
+            return int(row.id)
+
+
+def _metadata_conditions(key: str, spec: Any) -> list[Any]:
+    param = f"filters.metadata.{key}"
+    if not key or len(key) > 100:
+        raise InputError(param, "metadata keys must be 1 to 100 characters")
+    col = DocumentRow.meta[key]
+    if isinstance(spec, dict):
+        conds: list[Any] = []
+        for op, bound in spec.items():
+            if op == "in":
+                if not isinstance(bound, list) or not bound or len(bound) > 1000:
+                    raise InputError(param, "'in' takes a list of 1 to 1000 values")
+                if all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bound):
+                    conds.append(col.as_float().in_([float(b) for b in bound]))
+                else:
+                    conds.append(col.as_string().in_([str(b) for b in bound]))
+            elif op in ("gte", "gt", "lte", "lt"):
+                if isinstance(bound, bool) or not isinstance(bound, (int, float, str)):
+                    raise InputError(param, f"'{op}' takes a number or a string")
+                target = col.as_float() if isinstance(bound, (int, float)) else col.as_string()
+                value = float(bound) if isinstance(bound, (int, float)) else bound
+                conds.append(
+                    {"gte": target >= value, "gt": target > value, "lte": target <= value, "lt": target < value}[op]
+                )
+            else:
+                raise InputError(param, f"unknown operator {op!r}; valid: in | gte | gt | lte | lt")
+        return conds
+    if isinstance(spec, bool):
+        return [col.as_boolean() == spec]
+    if isinstance(spec, (int, float)):
+        return [col.as_float() == float(spec)]
+    if isinstance(spec, str):
+        return [col.as_string() == spec]
+    raise InputError(param, "a metadata filter is a value, {'in': [...]} or a range like {'gte': 1}")
+
+
+def _check_collection_name(name: str) -> None:
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", name or ""):
+        raise InputError(
+            "collection", f"invalid collection name {name!r}: use 1-100 letters, digits, '_', '.', '-'"
+        )

@@ -1,0 +1,71 @@
+"""Cross-encoder reranking."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+
+from rag.config import RerankerConfig
+from rag.models import load_model, resolve_device
+from rag.types import ScoredChunk
+
+log = logging.getLogger(__name__)
+
+
+class Reranker:
+    """Re-scores candidates with a sentence-transformers CrossEncoder.
+
+    ``__init__`` is cheap; :meth:`warm_up` loads the model.
+    """
+
+    def __init__(self, config: RerankerConfig) -> None:
+        self.config = config
+        self._model = None
+        self.device = resolve_device(config.device)
+
+    @property
+    def top_n(self) -> int:
+        """How many fused candidates go to the reranker: configured, else 50 on GPU and 20 on CPU."""
+        if self.config.top_n:
+            return self.config.top_n
+        return 50 if self.device.startswith("cuda") else 20
+
+    def warm_up(self) -> Reranker:
+        """Load the model.
+
+        Raises:
+            ModelLoadError: naming ``RAG_RERANKER__MODEL`` and what was tried.
+        """
+        if self._model is None:
+            from sentence_transformers import CrossEncoder
+
+            def build(name: str, local_only: bool) -> CrossEncoder:
+                return CrossEncoder(
+                    name, device=self.device, max_length=self.config.max_length, local_files_only=local_only
+                )
+
+            self._model = load_model("RAG_RERANKER__MODEL", self.config.model, build)
+        return self
+
+    def rerank(self, query: str, candidates: Sequence[ScoredChunk], top_k: int | None = None) -> list[ScoredChunk]:
+        """Score (query, chunk) pairs and sort by that score.
+
+        Args:
+            query: the question.
+            candidates: chunks to score; not modified.
+            top_k: how many to return (all by default).
+
+        Returns:
+            New ScoredChunk objects, sorted descending by rerank score, with ``scores["rerank"]`` set.
+        """
+        if not candidates:
+            return []
+        self.warm_up()
+        pairs = [(query, f"{c.chunk.title}\n{c.chunk.text}" if c.chunk.title else c.chunk.text) for c in candidates]
+        raw = self._model.predict(pairs, batch_size=self.config.batch_size, show_progress_bar=False)
+        scored = [
+            replace(c, score=float(s), scores={**c.scores, "rerank": float(s)}) for c, s in zip(candidates, raw)
+        ]
+        scored.sort(key=lambda c: (-c.score, c.chunk.chunk_id))
+        return scored[: top_k if top_k is not None else len(scored)]

@@ -1,0 +1,142 @@
+"""Verdicts: check each sentence of an answer against the sources it cites."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from rag.config import VerifierConfig
+from rag.types import ABSTAIN_TEXT
+from rag.types import Chunk, Claim, Verdict, Verification
+from rag.verify.claims import ClaimText, split_claims
+from rag.verify.support import SupportScorer
+
+_TERMINAL_END = re.compile(r"[.!?。！？]+[\"'”’)»]*$")
+
+
+def _normalise(text: str) -> str:
+    return re.sub(r"[\W_]+", " ", text.replace("’", "'").replace("'", "").lower()).strip()
+
+
+_ABSTAIN_KEY = _normalise(ABSTAIN_TEXT)
+
+
+def is_abstention(text: str) -> bool:
+    """Whether a sentence or answer is the abstention text (case, punctuation and markers ignored)."""
+    return _normalise(re.sub(r"[\[【][^\]】]*[\]】]", " ", text)) == _ABSTAIN_KEY
+
+
+class Verifier:
+    """Gives each claim of an answer a verdict from the sources it cites.
+
+    Verdicts:
+
+    - ``supported``: the best valid cited source scores at least
+      ``support_threshold``; or the claim cites no valid source and post-hoc
+      attribution found one that does (its citation has kind ``attributed``).
+    - ``unsupported``: it cites valid sources and none reaches the threshold.
+    - ``uncited``: it cites no valid source and no source reaches the threshold.
+
+    A citation outside ``1..len(sources)`` is invalid: it is listed in
+    :attr:`Verification.invalid_citations`, left out of the claim's citations
+    and never counts as support, so a claim citing only ``[7]`` of two sources
+    is treated as uncited (and may still be attributed).
+
+    Args:
+        config: thresholds and the default strictness.
+        scorer: scores a claim against source texts.
+    """
+
+    def __init__(self, config: VerifierConfig, scorer: SupportScorer) -> None:
+        self._config = config
+        self._scorer = scorer
+
+    def verify(self, answer: str, sources: Sequence[Chunk], strict: bool | None = None) -> Verification:
+        """Verify every claim of an answer.
+
+        ``faithfulness`` is supported claims / all claims. An answer with no
+        claims scores 0.0 (nothing in it is backed by a source), except an
+        abstention (:data:`ABSTAIN_TEXT`), which makes no claims and scores 1.0.
+        Abstention sentences inside a longer answer are not claims.
+
+        Args:
+            answer: the generated answer with ``[n]`` markers.
+            sources: the packed sources; ``sources[i]`` is source number ``i + 1``.
+            strict: drop unsupported and uncited claims from the returned
+                answer; ``None`` uses ``config.strict``.
+
+        Returns:
+            The claims in answer order, faithfulness, invalid citation numbers
+            in order of first appearance, and the answer: the original one, or
+            in strict mode the kept claims with their valid and attributed
+            markers (:data:`ABSTAIN_TEXT` when none is kept).
+        """
+        strict = self._config.strict if strict is None else strict
+        found = split_claims(answer)
+        parts = [c for c in found if not is_abstention(c.text)]
+        if not parts:
+            abstained = len(found) > 0
+            return Verification(claims=(), faithfulness=1.0 if abstained else 0.0, answer=answer)
+
+        texts = [chunk.text for chunk in sources]
+        invalid: dict[int, None] = {}
+        claims = []
+        for part in parts:
+            for n in part.citations:
+                if not 1 <= n <= len(sources):
+                    invalid.setdefault(n, None)
+            claims.append(self._judge(part, texts))
+
+        supported = sum(c.verdict == "supported" for c in claims)
+        kept = answer
+        if strict:
+            kept = _rebuild(answer, parts, claims) or ABSTAIN_TEXT
+        return Verification(
+            claims=tuple(claims),
+            faithfulness=supported / len(claims),
+            invalid_citations=tuple(invalid),
+            answer=kept,
+        )
+
+    def _judge(self, part: ClaimText, texts: list[str]) -> Claim:
+        threshold = self._config.support_threshold
+        valid = tuple(n for n in part.citations if 1 <= n <= len(texts))
+        if valid:
+            best = max(self._scorer.score(part.text, [texts[n - 1] for n in valid]))
+            verdict: Verdict = "supported" if best >= threshold else "unsupported"
+            return Claim(part.text, valid, verdict, best, ("generated",) * len(valid))
+        scores = self._scorer.score(part.text, texts) if texts else []
+        if scores and max(scores) >= threshold:
+            best_n = max(range(len(scores)), key=scores.__getitem__) + 1
+            return Claim(part.text, (best_n,), "supported", scores[best_n - 1], ("attributed",))
+        return Claim(part.text, (), "uncited", max(scores, default=0.0))
+
+
+def _rebuild(answer: str, parts: list[ClaimText], claims: list[Claim]) -> str:
+    """The kept claims, each with its markers before its final punctuation."""
+    out: list[str] = []
+    prev_end = 0
+    for part, claim in zip(parts, claims, strict=True):
+        if claim.verdict == "supported":
+            markers = "".join(f"[{n}]" for n in claim.citations)
+            end = _TERMINAL_END.search(claim.text)
+            cut = end.start() if end else len(claim.text)
+            sentence = f"{claim.text[:cut]} {markers}{claim.text[cut:]}"
+            if out:
+                out.append("\n" if "\n" in answer[prev_end : part.start] else " ")
+            out.append(sentence)
+            prev_end = part.end
+    return "".join(out)
+
+
+def abstain_needed(verification: Verification, config: VerifierConfig) -> bool:
+    """Whether the answer is too unfaithful to show: ``faithfulness < config.min_faithfulness``.
+
+    Args:
+        verification: the verifier's result.
+        config: holds ``min_faithfulness``.
+
+    Returns:
+        True when the pipeline should answer :data:`ABSTAIN_TEXT` instead.
+    """
+    return verification.faithfulness < config.min_faithfulness

