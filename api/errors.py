@@ -62,8 +62,9 @@ def install(app: FastAPI) -> None:
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         first = errors[0] if errors else {}
-        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
-        param = ".".join(loc) or None
+        raw = [str(p) for p in first.get("loc", ())]
+        loc = raw[1:] if raw and raw[0] in ("body", "query", "path", "header") else raw
+        param = ".".join(loc) or (raw[0] if raw else None)
         msg = first.get("msg", "invalid request")
         return envelope(422, f"{param}: {msg}" if param else msg, "invalid_request_error", param, "invalid_value")
 

@@ -244,6 +244,18 @@ def ask(
 # evaluators ------------------------------------------------------------------------------------
 
 
+def _ingest_corpus(settings, corpus: Path, collection: str) -> dict:  # noqa: ANN001
+    """Run the real ingestion pipeline on an evaluation corpus; ``eval`` receives this, it never imports ``indexer``."""
+    from indexer.pipeline import Ingestor
+    from rag.embedding import Embedder
+
+    store = _store(settings)
+    try:
+        return Ingestor(settings, store, Embedder(settings.embedding), collection).ingest([corpus]).as_json()
+    finally:
+        store.close()
+
+
 @eval_app.command("retrieval")
 def eval_retrieval(
     dataset: Annotated[Path, typer.Option(help="BEIR-layout directory")],
@@ -261,7 +273,7 @@ def eval_retrieval(
     settings = _settings(config)
     ks = tuple(int(x) for x in k.split(",") if x.strip())
     report = run_retrieval_eval(
-        settings, dataset, collection=collection, ks=ks, split=split, out_dir=out_dir,
+        settings, dataset, ingest=_ingest_corpus, collection=collection, ks=ks, split=split, out_dir=out_dir,
         hard_negatives=export_hard_negatives, limit=limit, console=console,
     )
     for stage, m in report["stages"].items():
@@ -281,9 +293,11 @@ def eval_answers(
     from eval.runner import run_answer_eval
 
     settings = _settings(config)
-    report = run_answer_eval(settings, dataset, limit=limit, collection=collection, out_dir=out_dir, console=console)
-    keys = ("exact_match", "f1", "faithfulness", "citation_precision", "citation_recall", "abstention_rate")
-    out.print("  ".join(f"{k} {report[k]:.3f}" for k in keys))
+    report = run_answer_eval(
+        settings, dataset, ingest=_ingest_corpus, limit=limit, collection=collection, out_dir=out_dir, console=console
+    )
+    keys = ("exact_match", "f1", "f1_short", "faithfulness", "citation_precision", "citation_recall", "abstention_rate")
+    out.print("  ".join(f"{k} {'—' if report[k] is None else format(report[k], '.3f')}" for k in keys))
     out.print(f"report: {report['out_dir']}")
 
 

@@ -212,7 +212,7 @@ class Ingestor:
                 batch = []
                 # Commit by time so small corpora become searchable quickly and large ones
                 # are not slowed by a FAISS write per batch.
-                if time.perf_counter() - last_commit > 10.0:
+                if time.perf_counter() - last_commit > self.settings.ingest.commit_interval_s:
                     self._commit(staged, report)
                     staged, last_commit = [], time.perf_counter()
         if batch:

@@ -113,9 +113,9 @@ class GeneratorConfig(_Section):
     api_key: str = "not-needed"
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     seed: int = 0
-    max_tokens: int = Field(256, ge=1, le=8192)
+    max_tokens: int = Field(200, ge=1, le=8192)
     timeout_s: float = Field(120.0, gt=0)
-    context_tokens: int = Field(1500, ge=64, description="token budget for packed sources")
+    context_tokens: int = Field(1000, ge=64, description="token budget for packed sources")
     local_model: str = Field(DEFAULT_LOCAL_GGUF, description="GGUF path, or the name of one that installs from PyPI")
     local_n_ctx: int = Field(4096, ge=512)
     local_threads: int = Field(0, ge=0, description="0: all cores")
@@ -148,6 +148,9 @@ class IngestConfig(_Section):
 
     max_file_bytes: int = Field(50 * 1024 * 1024, ge=1)
     batch_documents: int = Field(64, ge=1)
+    commit_interval_s: float = Field(
+        10.0, ge=0.0, description="seconds between commits that make staged documents searchable"
+    )
 
 
 class Settings(BaseSettings):

@@ -1,0 +1,189 @@
+"""The REST API over a real pipeline: search, ask, streaming, OpenAI compatibility, keys, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from openai import OpenAI
+
+from tests.api.conftest import make_client
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@pytest.fixture(scope="module")
+def client(corpus_settings, embedder, local_generator):  # noqa: ANN001, ANN201
+    return make_client(corpus_settings, embedder, local_generator)
+
+
+@pytest.fixture(scope="module")
+def search_client(corpus_settings, embedder):  # noqa: ANN001, ANN201
+    """No generator configured at all: search must work, ask must say 503."""
+    return make_client(corpus_settings, embedder, None)
+
+
+def test_search_returns_scored_results_with_timings(search_client) -> None:  # noqa: ANN001
+    r = search_client.post("/v1/search", json={"query": "when was the Tarbet lighthouse built", "collection": "alpha", "top_k": 2})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [x["external_id"] for x in body["results"]][0] == "a1"
+    assert len(body["results"]) == 2
+    first = body["results"][0]
+    assert set(first) >= {"chunk_id", "document_id", "source", "title", "section", "char_start", "char_end", "text", "scores"}
+    assert first["scores"]["rrf"] > 0 and first["scores"]["bm25"] is not None and first["scores"]["dense"] is not None
+    assert set(body["timings_ms"]) >= {"embed", "bm25", "dense", "fuse", "total"}
+    assert body["pipeline"]["rerank"] is False
+
+
+def test_search_filters_apply_inside_retrieval(search_client) -> None:  # noqa: ANN001
+    r = search_client.post(
+        "/v1/search",
+        json={"query": "Tarbet lighthouse", "collection": "alpha", "top_k": 5, "filters": {"metadata": {}, "source_prefix": "/nonexistent"}},
+    )
+    assert r.status_code == 200 and r.json()["results"] == []
+
+
+def test_ask_without_generator_is_503_and_search_still_works(search_client) -> None:  # noqa: ANN001
+    r = search_client.post("/v1/ask", json={"query": "When was the lighthouse built?", "collection": "alpha"})
+    assert r.status_code == 503
+    assert r.json()["error"]["type"] == "service_unavailable"
+    assert search_client.post("/v1/search", json={"query": "fog horn", "collection": "alpha"}).status_code == 200
+
+
+def test_ask_with_dead_generator_is_503(corpus_settings, embedder) -> None:  # noqa: ANN001
+    dead = make_client(corpus_settings, embedder, "http://127.0.0.1:9/v1", generator={"url": "http://127.0.0.1:9/v1", "timeout_s": 2})
+    r = dead.post("/v1/ask", json={"query": "When was the lighthouse built?", "collection": "alpha"})
+    assert r.status_code == 503 and "generator" in r.json()["error"]["message"]
+
+
+@pytest.mark.generator
+def test_ask_cites_returned_sources(client) -> None:  # noqa: ANN001
+    r = client.post("/v1/ask", json={"query": "In which year was the Tarbet lighthouse built?", "collection": "alpha", "top_k": 3})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert set(body) >= {"answer", "citations", "claims", "faithfulness", "abstained", "pipeline", "timings_ms", "usage"}
+    assert set(body["timings_ms"]) == {"embed", "bm25", "dense", "fuse", "rerank", "generate", "verify", "total"}
+    assert body["timings_ms"]["generate"] > 0
+    assert not body["abstained"], body
+    assert "1887" in body["answer"]
+    assert body["citations"], "an answer must cite its sources"
+    ids = {c["chunk_id"] for c in body["citations"]}
+    search = client.post("/v1/search", json={"query": "In which year was the Tarbet lighthouse built?", "collection": "alpha", "top_k": 3}).json()
+    assert ids <= {x["chunk_id"] for x in search["results"]}
+    for claim in body["claims"]:
+        assert claim["verdict"] in ("supported", "unsupported", "uncited")
+        for n in claim["citations"]:
+            assert n in {c["n"] for c in body["citations"]}
+    assert body["usage"]["completion_tokens"] > 0
+
+
+@pytest.mark.generator
+def test_ask_stream_sends_events_in_order(client) -> None:  # noqa: ANN001
+    with client.stream("POST", "/v1/ask", json={"query": "How often does the fog horn sound?", "collection": "alpha", "stream": True}) as r:
+        assert r.status_code == 200
+        events = [line.removeprefix("event: ") for line in r.iter_lines() if line.startswith("event: ")]
+    assert events[0] == "citations"
+    assert events[-2:] == ["verification", "done"]
+    assert "token" in events and set(events[1:-2]) == {"token"}
+
+
+@pytest.mark.generator
+def test_openai_client_gets_citations(client) -> None:  # noqa: ANN001
+    oa = OpenAI(base_url="http://testserver/v1", api_key="unused", http_client=client)
+    resp = oa.chat.completions.create(model="alpha", messages=[{"role": "user", "content": "Who was the last keeper of Tarbet lighthouse?"}])
+    assert "Morag" in resp.choices[0].message.content
+    rag = resp.model_extra["rag"]
+    assert rag["citations"] and rag["claims"]
+
+    stream = oa.chat.completions.create(
+        model="alpha", messages=[{"role": "user", "content": "Who was the last keeper of Tarbet lighthouse?"}], stream=True
+    )
+    text, final = "", None
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            text += chunk.choices[0].delta.content
+        if chunk.model_extra.get("rag"):
+            final = chunk.model_extra["rag"]
+    assert "Morag" in text
+    assert final is not None and final["citations"], "citations must survive streaming"
+
+
+def test_keys_are_scoped_to_collections(corpus_settings, embedder) -> None:  # noqa: ANN001
+    c = make_client(corpus_settings, embedder, None, api_keys={"key-a": ["alpha"], "key-b": ["beta"]})
+    a = {"Authorization": "Bearer key-a"}
+    assert c.post("/v1/search", json={"query": "saffron", "collection": "alpha"}).status_code == 401
+    assert c.post("/v1/search", json={"query": "saffron", "collection": "alpha"}, headers={"Authorization": "Bearer nope"}).status_code == 401
+    r = c.post("/v1/search", json={"query": "saffron recipe", "collection": "beta"}, headers=a)
+    assert r.status_code == 403 and r.json()["error"]["param"] == "collection"
+    r = c.post("/v1/search", json={"query": "saffron recipe cardamom", "collection": "alpha", "top_k": 10}, headers=a)
+    assert r.status_code == 200
+    assert all(x["external_id"].startswith("a") for x in r.json()["results"])
+    names = [x["name"] for x in c.get("/v1/collections", headers=a).json()["collections"]]
+    assert names == ["alpha"]
+
+
+BAD_BODIES = [
+    ("not json", None),
+    ({}, "query"),
+    ({"collection": "alpha"}, "query"),
+    ({"query": ""}, "query"),
+    ({"query": "x", "top_k": 0}, "top_k"),
+    ({"query": "x", "top_k": "many"}, "top_k"),
+    ({"query": "x", "top_k": 10**9}, "top_k"),
+    ({"query": 5}, "query"),
+    ({"query": "x", "collection": ""}, "collection"),
+    ({"query": "x", "filters": {"metadata": {"year": {"between": 3}}}}, "filters.metadata.year"),
+    ({"query": "x", "filters": "yes"}, "filters"),
+    ({"query": "x", "unknown_field": 1}, "unknown_field"),
+    ({"query": "   "}, "query"),
+    ({"query": "x" * 5000}, "query"),
+]
+
+
+@pytest.mark.parametrize("body,param", BAD_BODIES)
+@pytest.mark.parametrize("route", ["/v1/search", "/v1/ask"])
+def test_malformed_requests_get_4xx_naming_the_field(search_client, route, body, param) -> None:  # noqa: ANN001
+    if body == "not json":
+        r = search_client.post(route, content=b"{not json", headers={"content-type": "application/json"})
+    else:
+        r = search_client.post(route, json=body)
+    assert 400 <= r.status_code < 500, (r.status_code, r.text)
+    err = r.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"}
+    if param:
+        assert param.split(".")[0] in (err["param"] or "") + err["message"]
+
+
+def test_unknown_collection_is_404(search_client) -> None:  # noqa: ANN001
+    r = search_client.post("/v1/search", json={"query": "x", "collection": "nope"})
+    assert r.status_code == 404 and r.json()["error"]["param"] == "collection"
+
+
+def test_oversized_body_is_413(search_client) -> None:  # noqa: ANN001
+    r = search_client.post("/v1/search", content=json.dumps({"query": "x" * 2_000_000}).encode(), headers={"content-type": "application/json"})
+    assert r.status_code == 413
+
+
+def test_health_and_metrics(search_client) -> None:  # noqa: ANN001
+    h = search_client.get("/health").json()
+    assert h["status"] == "degraded" and h["components"]["generator"]["ok"] is False
+    assert h["components"]["reranker"]["ok"] is False and h["components"]["database"]["ok"] is True
+    search_client.post("/v1/search", json={"query": "fog", "collection": "alpha"})
+    text = search_client.get("/metrics").text
+    assert 'rag_stage_seconds_bucket{le="0.001",stage="bm25"}' in text
+    assert "rag_requests_total" in text
+
+
+def test_openapi_docs(search_client) -> None:  # noqa: ANN001
+    spec = search_client.get("/openapi.json").json()
+    assert {"/v1/search", "/v1/ask", "/v1/chat/completions", "/v1/collections", "/health", "/v1/feedback"} <= set(spec["paths"])
+    assert search_client.get("/docs").status_code == 200
+
+
+def test_feedback_is_stored(search_client) -> None:  # noqa: ANN001
+    hit = search_client.post("/v1/search", json={"query": "fog horn", "collection": "alpha"}).json()["results"][0]
+    r = search_client.post("/v1/feedback", json={"query": "fog horn", "collection": "alpha", "chunk_id": hit["chunk_id"], "relevant": True})
+    assert r.status_code == 200 and r.json()["id"] >= 1
+    r = search_client.post("/v1/feedback", json={"query": "fog horn", "collection": "alpha", "chunk_id": 10**9, "relevant": True})
+    assert r.status_code == 404
