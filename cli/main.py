@@ -343,30 +343,18 @@ class RagErrorExit(Exception):
 
 
 def main() -> None:
-    """Entry point: run the app and turn expected errors into one clear line."""
+    """Entry point: run the app and turn expected errors into one clear line, never a traceback."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        app(standalone_mode=False)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        console.print("aborted")
-        sys.exit(1)
+        app()  # standalone mode: click handles usage errors and exit codes
     except RagErrorExit as exc:
-        console.print(f"[red]error:[/] {exc}")
+        console.print(f"[red]error:[/] {exc}", highlight=False)
         sys.exit(exc.code)
     except RagError as exc:
         console.print(f"[red]error:[/] {exc}", highlight=False)
         sys.exit(2 if isinstance(exc, ValueError) else 1)
     except KeyboardInterrupt:
         sys.exit(130)
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
 
 
 if __name__ == "__main__":

