@@ -18,10 +18,12 @@ from rag.pipeline import RagPipeline
 
 
 class BodyLimit:
-    """Refuse request bodies over ``max_bytes`` with 413, counting streamed bytes too."""
+    """Refuse request bodies over ``max_bytes`` with 413, counting streamed bytes too, and bodies
+    that take longer than ``timeout_s`` to arrive with 408 (uvicorn itself never times out a slow body).
+    """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float = 30.0) -> None:
+        self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -34,31 +36,52 @@ class BodyLimit:
                 except ValueError:
                     too_big = True
                 if too_big:
-                    await self._reject(scope, receive, send)
+                    await _reject(413, f"request body over {self.max_bytes} bytes", "too_large", scope, receive, send)
                     return
         seen = 0
+        complete = False
+        rejected = False
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
+
+        async def reject(status: int, message: str, code: str) -> dict:
+            # Answer here: FastAPI would turn an exception raised from receive() into a vague 400.
+            # The app then sees a disconnect, and whatever it sends afterwards is dropped.
+            nonlocal rejected, complete
+            rejected = complete = True
+            await _reject(status, message, code, scope, receive, send)
+            return {"type": "http.disconnect"}
 
         async def limited() -> dict:
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, complete
+            if complete:  # after the body, receive() waits for a disconnect: never time that out
+                return await receive() if not rejected else {"type": "http.disconnect"}
+            remaining = deadline - asyncio.get_running_loop().time()
+            try:
+                message = await asyncio.wait_for(receive(), timeout=max(remaining, 0.001))
+            except asyncio.TimeoutError:
+                return await reject(408, f"request body not received within {self.timeout_s:g} s", "timeout")
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _TooLarge
+                    return await reject(413, f"request body over {self.max_bytes} bytes", "too_large")
+                complete = not message.get("more_body", False)
+            else:
+                complete = True
             return message
 
+        async def guarded_send(message: dict) -> None:
+            if not rejected:
+                await send(message)
+
         try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await self._reject(scope, receive, send)
-
-    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        resp = envelope(413, f"request body over {self.max_bytes} bytes", "invalid_request_error", None, "too_large")
-        await resp(scope, receive, send)
+            await self.app(scope, limited, guarded_send)
+        except Exception:
+            if not rejected:
+                raise
 
 
-class _TooLarge(Exception):
-    pass
+async def _reject(status: int, message: str, code: str, scope: Scope, receive: Receive, send: Send) -> None:
+    await envelope(status, message, "invalid_request_error", None, code)(scope, receive, send)
 
 
 class _Count(BaseHTTPMiddleware):
@@ -95,5 +118,5 @@ def create_app(settings: Settings, pipeline: RagPipeline) -> FastAPI:
     app.include_router(chat.router)
     app.include_router(service.router)
     app.add_middleware(_Count)
-    app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes, timeout_s=settings.api.body_timeout_s)
     return app

@@ -208,10 +208,27 @@ def _check_file(
     if not stat.S_ISREG(st.st_mode):
         yield LoadFailure(str(path), f"not a regular file ({_file_kind(st.st_mode)})")
         return
+    if not _encodable(str(path)):
+        # The database stores names as UTF-8; a name with undecodable bytes would fail the whole ingest there.
+        yield LoadFailure(_printable(path), "file name is not valid UTF-8; rename the file")
+        return
     key = (st.st_dev, st.st_ino)
     if key not in seen_files:
         seen_files.add(key)
         yield path
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(path: Path) -> str:
+    """The path with bytes that are not UTF-8 shown as ``\\xNN`` escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def _file_kind(mode: int) -> str:

@@ -141,6 +141,7 @@ class ApiConfig(_Section):
     max_top_k: int = Field(100, ge=1)
     max_body_bytes: int = Field(1_000_000, ge=1024)
     max_concurrent_asks: int = Field(4, ge=1)
+    body_timeout_s: float = Field(30.0, gt=0, description="seconds a client may take to send a request body; 408 after")
 
 
 class IngestConfig(_Section):
