@@ -106,6 +106,7 @@ class Ingestor:
         self.info = store.ensure_collection(collection)
         self._check_collection_settings()
         self.index = CollectionIndex(settings, store, self.info, self.embedder.model_id, self.embedder.dim)
+        self._job_id: int | None = None
 
     def _check_collection_settings(self) -> None:
         wanted = {"embedding_model": self.embedder.model_id, "dim": self.embedder.dim}
@@ -147,6 +148,7 @@ class Ingestor:
                 report.reconciled = rec.__dict__ if rec.changed else {}
                 paths = list(paths)
                 job_id = self.store.start_job(self.info.id, [str(p) for p in paths])
+                self._job_id = job_id
                 self._run(self._documents(paths, include, exclude, report, fail_fast), report, fail_fast, progress)
                 report.seconds = time.perf_counter() - t0
                 self.store.finish_job(job_id, "done", report.as_json())
@@ -252,7 +254,7 @@ class Ingestor:
             items.append((p.doc, p.sha, p.chunks, vectors[offset : offset + n], p.replaces.id if p.replaces else None))
             offset += n
         with clock("db"):
-            staged = self.store.stage(self.info.id, None, items)
+            staged = self.store.stage(self.info.id, self._job_id, items)
         all_ids = np.asarray([cid for s in staged for cid in s.chunk_ids], dtype=np.int64)
         with clock("dense"):
             self.index.dense.add(all_ids, vectors)
