@@ -130,6 +130,8 @@ class CollectionIndex:
                 f"collection {self.info.name!r} is being written by another process; try again when it finishes"
             )
         try:
+            # Another writer may have committed between opening and locking: start from its state.
+            self.refresh()
             yield self
         finally:
             try:
