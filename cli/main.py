@@ -315,10 +315,50 @@ def bench(
 
 
 @app.command("train-reranker")
-def train_reranker() -> None:
-    """Train a cross-encoder on our own judgments (not yet implemented)."""
-    console.print("train-reranker: not yet implemented")
-    raise typer.Exit(2)
+def train_reranker(
+    dataset: Annotated[Path, typer.Option(help="BEIR-layout directory with qrels/<split>.tsv")],
+    split: Annotated[str, typer.Option(help="training qrels split")] = "train",
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="model directory (default: <data dir>/rerankers/<dataset>-<time>)")] = None,
+    epochs: Annotated[int, typer.Option(help="passes over the training pairs")] = 1,
+    max_pairs: Annotated[int, typer.Option(help="cap on training pairs, whole queries at a time (0 = all)")] = 0,
+    base: Annotated[str, typer.Option(help="encoder to start from (HF id or path); a new scoring head is added")] = "sentence-transformers/all-MiniLM-L6-v2",
+    collection: Annotated[Optional[str], typer.Option(help="collection (default: eval-<dataset>)")] = None,
+    hard_negatives: Annotated[Optional[list[Path]], typer.Option(help="JSONL from `rag eval retrieval --export-hard-negatives` (repeatable)")] = None,
+    feedback: Annotated[bool, typer.Option(help="add the collection's /v1/feedback judgments")] = True,
+    negatives: Annotated[int, typer.Option(help="hard negatives per query")] = 8,
+    random_negatives: Annotated[int, typer.Option(help="random negatives per query")] = 2,
+    max_length: Annotated[int, typer.Option(help="tokens per (query, passage) pair")] = 256,
+    batch_size: Annotated[int, typer.Option(help="pairs per step")] = 16,
+    learning_rate: Annotated[float, typer.Option(help="peak learning rate")] = 2e-5,
+    seed: Annotated[int, typer.Option(help="seeds the dev split, negatives and training")] = 42,
+    onnx: Annotated[bool, typer.Option(help="also export ONNX fp32/int8 and compare quality and CPU latency")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Fine-tune a cross-encoder on a training split's qrels with hard negatives mined by our retriever."""
+    from eval.train_reranker import run_train_reranker
+    from rag.rerank.training import MiningConfig, TrainConfig
+
+    settings = _settings(config)
+    train = TrainConfig(
+        base=base, epochs=epochs, max_pairs=max_pairs, max_length=max_length, batch_size=batch_size,
+        learning_rate=learning_rate, seed=seed, device=settings.reranker.device,
+    )
+    mining = MiningConfig(hard_negatives=negatives, random_negatives=random_negatives)
+    report = run_train_reranker(
+        settings, dataset, split=split, ingest=_ingest_corpus, collection=collection, out=out_dir, train=train,
+        mining=mining, hard_negatives=hard_negatives or (), feedback=feedback, onnx=onnx, console=console,
+    )
+    before, after = report["dev_before"], report["dev_after"]
+    lat = report["rerank_latency_ms"]
+    out.print(
+        f"{sum(report['pairs'].values())} pairs {report['pairs']} in {report['seconds']:.0f} s "
+        f"({report['pairs_per_second']:.1f} pairs/s); dev nDCG@10 {before.get('ndcg@10', 0):.4f} -> {after.get('ndcg@10', 0):.4f}"
+    )
+    if lat:
+        out.print(f"rerank top {lat['top_n']}: p50 {lat['p50']:.0f} ms, p90 {lat['p90']:.0f} ms")
+    for variant, m in report.get("onnx", {}).items():
+        out.print(f"{variant:10s} dev nDCG@10 {m['dev_ndcg@10']:.4f}  top-{lat.get('top_n', 20)} p50 {m.get('p50', 0):.0f} ms")
+    out.print(f"model: {report['path']}  (use it with RAG_RERANKER={report['path']})")
 
 
 @app.command()

@@ -36,7 +36,7 @@ from eval.metrics import (
 from eval.report import write_answer_report, write_retrieval_report
 from rag.config import Settings
 from rag.embedding import Embedder
-from rag.errors import InputError
+from rag.errors import GeneratorUnavailableError, InputError
 from rag.generation.client import Generator
 from rag.index.store import Store
 from rag.pipeline import RagPipeline, load_reranker
@@ -325,6 +325,10 @@ def run_answer_eval(
     * ``citation_recall``: share of questions whose gold document is cited.
     * ``abstention_rate``: share of questions abstained on.
 
+    A question whose generator call fails (e.g. times out) is listed under
+    ``errors`` and left out of every metric; more than max(3, 10 %) such
+    failures abort the run.
+
     Args:
         settings: service settings.
         dataset: BEIR directory whose queries carry answers (e.g. xquad_en).
@@ -352,6 +356,7 @@ def run_answer_eval(
     ingest_summary = _prepare(settings, data, name, ingest, console)
 
     rows: list[dict[str, Any]] = []
+    errors: list[dict[str, str]] = []
     with contextlib.ExitStack() as stack:
         if generator is None:
             generator = _open_generator(settings, stack)
@@ -359,9 +364,16 @@ def run_answer_eval(
         with _progress(console, f"answers {data.name}") as bar:
             task = bar.add_task("questions", total=len(questions))
             for qid, question in questions.items():
-                answer = pipeline.ask(name, question)
-                gold_docs = {doc for doc, grade in data.qrels[qid].items() if grade > 0}
-                rows.append(_answer_row(qid, question, data.answers[qid], gold_docs, answer))
+                try:
+                    answer = pipeline.ask(name, question)
+                except GeneratorUnavailableError as exc:
+                    # One timed-out question must not throw away the others; it is counted apart.
+                    errors.append({"id": qid, "question": question, "error": str(exc)})
+                    if len(errors) > max(3, len(questions) // 10):
+                        raise
+                else:
+                    gold_docs = {doc for doc, grade in data.qrels[qid].items() if grade > 0}
+                    rows.append(_answer_row(qid, question, data.answers[qid], gold_docs, answer))
                 bar.advance(task)
         config = {
             **{k: v for k, v in pipeline.pipeline_info().items() if k != "rerank_detail"},
@@ -372,7 +384,11 @@ def run_answer_eval(
             "short_answer": "answer sentence minus words that restate the question (eval.runner.short_answer)",
         }
 
-    report = {**_answer_metrics(rows), "dataset": data.name, "queries": len(rows), "config": config}
+    if not rows:
+        raise GeneratorUnavailableError(f"no question was answered: {errors[0]['error'] if errors else 'none asked'}")
+    report = {
+        **_answer_metrics(rows), "dataset": data.name, "queries": len(rows), "errors": errors, "config": config,
+    }
     if ingest_summary is not None:
         report["ingest"] = ingest_summary
     write_answer_report(out, report, rows)

@@ -193,3 +193,12 @@ class FusedHit:
     chunk_id: int
     score: float
     scores: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Judgment:
+    """An end user's relevance judgment of one chunk for one query (``POST /v1/feedback``)."""
+
+    query: str
+    chunk_id: int
+    relevant: bool

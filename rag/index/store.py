@@ -39,7 +39,7 @@ from sqlalchemy.exc import DataError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 from rag.errors import InputError, NotFoundError
-from rag.types import Chunk, ChunkDraft, Document, Filters
+from rag.types import Chunk, ChunkDraft, Document, Filters, Judgment
 
 PENDING, ACTIVE, DELETED = "pending", "active", "deleted"
 
@@ -591,6 +591,16 @@ class Store:
             "deleted": int(by_state.get(DELETED, 0)),
             "chunks": int(chunks or 0),
         }
+
+    def feedback(self, collection_id: int) -> list[Judgment]:
+        """The collection's feedback judgments, oldest first."""
+        with self.session() as s:
+            rows = s.execute(
+                select(FeedbackRow.query, FeedbackRow.chunk_id, FeedbackRow.relevant)
+                .where(FeedbackRow.collection_id == collection_id)
+                .order_by(FeedbackRow.id)
+            ).all()
+        return [Judgment(query=q, chunk_id=int(c), relevant=bool(r)) for q, c, r in rows]
 
     def add_feedback(self, collection_id: int, query: str, chunk_id: int, relevant: bool, key_hash: str) -> int:
         """Store an end user's judgment; returns its id."""

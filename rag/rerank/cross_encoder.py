@@ -8,9 +8,17 @@ from dataclasses import replace
 
 from rag.config import RerankerConfig
 from rag.models import load_model, resolve_device
-from rag.types import ScoredChunk
+from rag.types import Chunk, ScoredChunk
 
 log = logging.getLogger(__name__)
+
+
+def passage_text(chunk: Chunk) -> str:
+    """The text a cross-encoder reads for a chunk: its document title, a newline, then the chunk text.
+
+    Training and reranking both use this, so a trained model sees passages shaped as it will at query time.
+    """
+    return f"{chunk.title}\n{chunk.text}" if chunk.title else chunk.text
 
 
 class Reranker:
@@ -62,7 +70,7 @@ class Reranker:
         if not candidates:
             return []
         self.warm_up()
-        pairs = [(query, f"{c.chunk.title}\n{c.chunk.text}" if c.chunk.title else c.chunk.text) for c in candidates]
+        pairs = [(query, passage_text(c.chunk)) for c in candidates]
         raw = self._model.predict(pairs, batch_size=self.config.batch_size, show_progress_bar=False)
         scored = [
             replace(c, score=float(s), scores={**c.scores, "rerank": float(s)}) for c, s in zip(candidates, raw)
