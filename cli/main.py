@@ -42,7 +42,7 @@ def _settings(config: Path | None, **overrides):  # noqa: ANN202
 
     s = load_settings(config, **overrides)
     logging.basicConfig(level=s.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "sentence_transformers", "alembic", "faiss"):
+    for noisy in ("httpx", "httpx2", "openai", "sentence_transformers", "alembic", "faiss"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return s
 
@@ -287,12 +287,13 @@ def eval_answers(
     limit: Annotated[int, typer.Option(help="first N questions (0 = all)")] = 0,
     collection: Annotated[Optional[str], typer.Option()] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out")] = None,
+    style: Annotated[str, typer.Option(help="answer style: short (extractive QA, the default here) or sentences")] = "short",
     config: ConfigOpt = None,
 ) -> None:
     """Exact match, F1, faithfulness, citation precision/recall and abstention rate."""
     from eval.runner import run_answer_eval
 
-    settings = _settings(config)
+    settings = _settings(config, generator={"answer_style": style})
     report = run_answer_eval(
         settings, dataset, ingest=_ingest_corpus, limit=limit, collection=collection, out_dir=out_dir, console=console
     )

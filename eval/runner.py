@@ -379,6 +379,7 @@ def run_answer_eval(
             **{k: v for k, v in pipeline.pipeline_info().items() if k != "rerank_detail"},
             "top_k": settings.retrieval.top_k,
             "context_tokens": settings.generator.context_tokens,
+            "answer_style": settings.generator.answer_style,
             "temperature": settings.generator.temperature,
             "collection": name,
             "short_answer": "answer sentence minus words that restate the question (eval.runner.short_answer)",

@@ -116,6 +116,9 @@ class GeneratorConfig(_Section):
     max_tokens: int = Field(200, ge=1, le=8192)
     timeout_s: float = Field(120.0, gt=0)
     context_tokens: int = Field(1000, ge=64, description="token budget for packed sources")
+    answer_style: Literal["sentences", "short"] = Field(
+        "sentences", description="sentences: a few cited sentences; short: the shortest exact phrase (extractive QA)"
+    )
     local_model: str = Field(DEFAULT_LOCAL_GGUF, description="GGUF path, or the name of one that installs from PyPI")
     local_n_ctx: int = Field(4096, ge=512)
     local_threads: int = Field(0, ge=0, description="0: all cores")

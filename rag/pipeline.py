@@ -192,6 +192,7 @@ class RagPipeline:
                 [s.chunk for s in sources],
                 self.settings.generator.context_tokens,
                 self._count_tokens,
+                self.settings.generator.answer_style,
             )
         return found, abstain, messages, packed
 
