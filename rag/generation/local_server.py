@@ -82,6 +82,18 @@ def resolve_gguf(config: GeneratorConfig, data_dir: Path) -> Path:
     return path
 
 
+def _die_with_parent() -> None:
+    # A parent killed with SIGKILL cannot stop its child: ask the kernel to send SIGTERM instead,
+    # so a crashed `rag serve` never leaves a model server eating the CPU. The signal fires when the
+    # starting *thread* ends, so start() belongs on a long-lived thread (the CLI's and tests' main thread).
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -136,7 +148,14 @@ class LocalLlamaServer:
         ]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
         log.close()
         deadline = time.monotonic() + self.config.local_start_timeout_s
         import httpx
