@@ -503,7 +503,9 @@ def _ann_sweep(vectors: np.ndarray, qvecs: np.ndarray, truth: np.ndarray, dense_
     # HNSW: reuse the collection's saved index when there is one (same build), else build.
     t = time.perf_counter()
     if hnsw_file is not None:
-        hnsw = faiss.downcast_index(faiss.downcast_index(faiss.read_index(str(hnsw_file))).index)
+        # Keep the IndexIDMap2 alive: the inner index is owned by it, and freeing it would free the graph.
+        outer = faiss.read_index(str(hnsw_file))
+        hnsw = faiss.downcast_index(outer.index)
         build_s = None
     else:
         hnsw = faiss.IndexHNSWFlat(dim, dense_cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
@@ -511,6 +513,8 @@ def _ann_sweep(vectors: np.ndarray, qvecs: np.ndarray, truth: np.ndarray, dense_
         hnsw.add(vectors)
         build_s = round(time.perf_counter() - t, 2)
     hnsw_bytes = len(faiss.serialize_index(hnsw)) / n
+    if hnsw_file is not None:
+        hnsw.hnsw.efConstruction = dense_cfg.hnsw_ef_construction  # not saved by FAISS; for the report only
     points = []
     for ef in HNSW_EF_SWEEP:
         params = faiss.SearchParametersHNSW()
@@ -524,6 +528,7 @@ def _ann_sweep(vectors: np.ndarray, qvecs: np.ndarray, truth: np.ndarray, dense_
     out["hnsw"] = {"m": dense_cfg.hnsw_m, "ef_construction": dense_cfg.hnsw_ef_construction, "build_s": build_s,
                    "bytes_per_vector": round(hnsw_bytes, 1), "sweep": points}
     del hnsw
+    outer = None
     # IVF-PQ wrapped in an exact re-check, as DenseIndex builds it.
     nlist = ivf_nlist(dense_cfg, min(n, dense_cfg.train_sample))
     # k-means needs 39 points per list; training on more only costs time on this CPU.

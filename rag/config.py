@@ -39,6 +39,9 @@ class EmbeddingConfig(_Section):
     backend: Literal["torch", "onnx"] = "torch"
     batch_size: int = Field(64, ge=1, le=4096)
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    threads: int = Field(
+        0, ge=0, le=256, description="torch CPU threads; 0 keeps torch's default. `rag serve` uses 1 unless set"
+    )
     query_prefix: str = ""
     document_prefix: str = ""
 

@@ -402,13 +402,18 @@ class Store:
 
     def hidden_chunk_ids(self, collection_id: int) -> np.ndarray:
         """Chunk ids that may be in an index but must not be returned (pending or deleted documents)."""
+        # Two indexed lookups instead of a join: the usual answer is "none", found without touching chunks.
         with self.session() as s:
-            ids = s.scalars(
-                select(ChunkRow.id)
-                .join(DocumentRow, ChunkRow.document_id == DocumentRow.id)
-                .where(DocumentRow.collection_id == collection_id, DocumentRow.state != ACTIVE)
-            ).all()
-        return np.asarray(ids, dtype=np.int64)
+            doc_ids = list(
+                s.scalars(
+                    select(DocumentRow.id).where(
+                        DocumentRow.collection_id == collection_id, DocumentRow.state.in_([PENDING, DELETED])
+                    )
+                )
+            )
+        if not doc_ids:
+            return np.zeros(0, dtype=np.int64)
+        return self.chunk_ids_of_docs(doc_ids)
 
     def purge(self, doc_ids: Sequence[int]) -> None:
         """Delete document rows and their chunks for good."""

@@ -179,3 +179,27 @@ def test_quick_benchmark_on_scifact(tmp_path: Path) -> None:
     assert report["mode"] == "quick"
     assert report["sizes"]["10k"]["chunks"] >= 10_000
     assert report["targets"][-1]["name"] == "rag bench --quick wall time (s)"
+
+
+def test_ann_sweep_reuses_a_saved_hnsw_index(tmp_path: Path) -> None:
+    """The sweep reads the collection's saved HNSW file instead of building a second graph."""
+    import faiss
+
+    from eval.bench import _ann_sweep
+    from rag.config import DenseConfig
+    from rag.index.dense import DenseIndex
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1200, 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    cfg = DenseConfig(index="hnsw", pq_m=8, hnsw_ef_construction=40)
+    idx = DenseIndex.open(tmp_path, cfg, "m", 16)
+    idx.rebuild(np.arange(len(x)), x)
+    idx.save()
+    flat = faiss.IndexFlatIP(16)
+    flat.add(x)
+    _, truth = flat.search(x[:20], 10)
+    out = _ann_sweep(x, x[:20], truth, cfg, tmp_path / f"dense.{idx.generation}.faiss")
+    assert out["hnsw"]["build_s"] is None  # reused, not rebuilt
+    assert out["hnsw"]["sweep"][-1]["recall@10"] >= 0.95
+    assert out["ivfpq"]["code_bytes_per_vector"] == 8.0
