@@ -135,11 +135,7 @@ def delete(
 def collections_main(ctx: typer.Context, config: ConfigOpt = None) -> None:
     """List collections (default), or create / drop one."""
     if ctx.invoked_subcommand is None:
-        settings = _settings(config)
-        store = _store(settings)
-        for info in store.collections():
-            s = store.stats(info.id)
-            out.print(f"{info.name}\t{s['documents']} documents\t{s['chunks']} chunks")
+        collections_list(config)
 
 
 @collections_app.command("list")

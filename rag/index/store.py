@@ -210,12 +210,6 @@ def migrate(engine: Engine) -> None:
     command.upgrade(cfg, "head")
 
 
-def _floats(blob: bytes | None, dim: int) -> np.ndarray:
-    if blob is None:
-        return np.zeros(dim, dtype=np.float32)
-    return np.frombuffer(blob, dtype=np.float32)
-
-
 class Store:
     """Typed access to the database. One instance per process; thread-safe sessions."""
 
@@ -423,40 +417,13 @@ class Store:
                 s.execute(delete(ChunkRow).where(ChunkRow.document_id.in_(part)))
                 s.execute(delete(DocumentRow).where(DocumentRow.id.in_(part)))
 
-    def iter_vectors(
-        self, collection_id: int, states: Sequence[str] = (ACTIVE,), batch: int = 5000
-    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Stream (chunk ids, vectors) of the collection's chunks in the given document states."""
+    def _pages(self, columns: tuple[Any, ...], collection_id: int, states: Sequence[str], batch: int) -> Iterator[list[Any]]:
+        """Rows of ``columns`` (chunk id first) for the collection's chunks in ``states``, by id, a page at a time."""
         last = 0
         while True:
             with self.session() as s:
                 rows = s.execute(
-                    select(ChunkRow.id, ChunkRow.embedding)
-                    .join(DocumentRow, ChunkRow.document_id == DocumentRow.id)
-                    .where(
-                        DocumentRow.collection_id == collection_id,
-                        DocumentRow.state.in_(list(states)),
-                        ChunkRow.id > last,
-                    )
-                    .order_by(ChunkRow.id)
-                    .limit(batch)
-                ).all()
-            if not rows:
-                return
-            ids = np.asarray([r[0] for r in rows], dtype=np.int64)
-            vecs = np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
-            last = int(ids[-1])
-            yield ids, vecs
-
-    def iter_lexical(
-        self, collection_id: int, states: Sequence[str] = (ACTIVE,), batch: int = 5000
-    ) -> Iterator[list[tuple[int, str, str]]]:
-        """Stream (chunk id, title, text) of the collection's chunks in the given states."""
-        last = 0
-        while True:
-            with self.session() as s:
-                rows = s.execute(
-                    select(ChunkRow.id, DocumentRow.title, ChunkRow.text)
+                    select(*columns)
                     .join(DocumentRow, ChunkRow.document_id == DocumentRow.id)
                     .where(
                         DocumentRow.collection_id == collection_id,
@@ -469,6 +436,21 @@ class Store:
             if not rows:
                 return
             last = int(rows[-1][0])
+            yield rows
+
+    def iter_vectors(
+        self, collection_id: int, states: Sequence[str] = (ACTIVE,), batch: int = 5000
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Stream (chunk ids, vectors) of the collection's chunks in the given document states."""
+        for rows in self._pages((ChunkRow.id, ChunkRow.embedding), collection_id, states, batch):
+            ids = np.asarray([r[0] for r in rows], dtype=np.int64)
+            yield ids, np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
+
+    def iter_lexical(
+        self, collection_id: int, states: Sequence[str] = (ACTIVE,), batch: int = 5000
+    ) -> Iterator[list[tuple[int, str, str]]]:
+        """Stream (chunk id, title, text) of the collection's chunks in the given states."""
+        for rows in self._pages((ChunkRow.id, DocumentRow.title, ChunkRow.text), collection_id, states, batch):
             yield [(int(r[0]), r[1] or "", r[2]) for r in rows]
 
     def chunk_ids(self, collection_id: int, states: Sequence[str]) -> np.ndarray:
