@@ -46,9 +46,7 @@ def local_pipeline(settings: Settings, log: Log = print, *, generator: bool = Tr
     """
     store = Store(settings.sqlalchemy_url)
     embedder = Embedder(settings.embedding).warm_up()
-    reranker, status = load_reranker(settings)
-    if not status.enabled:
-        log(f"[yellow]warning:[/] reranking is off: {status.detail}")
+    reranker, status = load_reranker(settings)  # logs one warning when the default is missing
     reconcile_all(settings, store, embedder, log)
     server: LocalLlamaServer | None = None
     gen: Generator | None = None

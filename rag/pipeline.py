@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -229,7 +230,8 @@ class RagPipeline:
         gen = self.generator.generate(messages)
         timings["generate"] = (time.perf_counter() - t) * 1000.0
         usage = {"prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens}
-        return self._finish(found, packed, gen.text, strict, timings, usage, t0)
+        text = _drop_unfinished(gen.text) if gen.finish_reason == "length" else gen.text
+        return self._finish(found, packed, text, strict, timings, usage, t0)
 
     def ask_events(
         self,
@@ -314,6 +316,13 @@ def _citations(claims: tuple[Claim, ...], packed: list) -> tuple[Citation, ...]:
             if 1 <= n <= len(packed) and kinds.get(n) != "generated":
                 kinds[n] = kind
     return tuple(Citation(n, packed[n - 1], kinds[n]) for n in sorted(kinds))  # type: ignore[arg-type]
+
+
+def _drop_unfinished(text: str) -> str:
+    """Cut an answer that hit the token limit back to its last complete sentence (and its citations)."""
+    # a sentence end, not a list number such as "3."
+    ends = list(re.finditer(r"(?<!\s\d)(?<!^\d)[.!?](?:\s*\[[\d,\s\-–]+\])*(?=\s|$)", text))
+    return text[: ends[-1].end()].strip() if ends else text
 
 
 STAGE_KEYS = ("embed", "bm25", "dense", "fuse", "rerank", "generate", "verify", "total")

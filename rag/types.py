@@ -144,6 +144,7 @@ class Generation:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     model: str = ""
+    finish_reason: str = ""
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,7 @@ class Generator:
             prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
             completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
             model=self._model,
+            finish_reason=str(resp.choices[0].finish_reason or "") if resp.choices else "",
         )
 
     def stream(self, messages: list[dict[str, str]], max_tokens: int | None = None) -> Iterator[StreamDelta]:

@@ -104,3 +104,17 @@ def test_explicit_reranker_missing_is_an_error(monkeypatch) -> None:
 def test_explicit_reranker_by_path(tiny_cross_encoder: Path) -> None:
     reranker, status = load_reranker(load_settings(reranker={"model": str(tiny_cross_encoder), "device": "cpu"}))
     assert reranker is not None and status.enabled
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("It is safe [1]. Every version is pending [2].\n1. The new", "It is safe [1]. Every version is pending [2]."),
+        ("Done. [1][2] And then", "Done. [1][2]"),
+        ("No sentence end here", "No sentence end here"),
+    ],
+)
+def test_answer_cut_by_token_limit_keeps_complete_sentences(text: str, expected: str) -> None:
+    from rag.pipeline import _drop_unfinished
+
+    assert _drop_unfinished(text) == expected
