@@ -55,7 +55,7 @@ from rich.console import Console
 from eval.datasets import load_beir
 from eval.metrics import evaluate_run, max_pool, percentiles
 from rag.chunking import Chunker, embedding_text
-from rag.config import DenseConfig, EmbeddingConfig, Settings, cpu_count
+from rag.config import DenseConfig, Settings, cpu_count
 from rag.embedding import Embedder
 from rag.index.collection import CollectionIndex
 from rag.index.dense import DenseIndex, ivf_nlist
