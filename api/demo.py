@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,12 +13,7 @@ from rich.console import Console
 
 from api.render import print_answer
 from rag.config import Settings
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from rag.generation.local_server import free_port, stop_process
 
 
 def _rag(*args: str) -> list[str]:
@@ -35,7 +29,7 @@ def run_demo(settings: Settings, data: Path, question: str, *, console: Console,
     if rc not in (0, 1):
         console.print(f"[red]ingest failed with exit code {rc}[/]")
         return rc
-    port = _free_port()
+    port = free_port()
     console.print(f"[bold]2/4[/] starting the service on 127.0.0.1:{port}")
     server = subprocess.Popen(_rag("serve", "--host", "127.0.0.1", "--port", str(port)), env=env, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
@@ -67,8 +61,4 @@ def run_demo(settings: Settings, data: Path, question: str, *, console: Console,
         print_answer(out, resp.json())
         return 0
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_process(server, timeout_s=20)

@@ -37,7 +37,6 @@ import platform
 import random
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -57,6 +56,7 @@ from eval.metrics import evaluate_run, max_pool, percentiles
 from rag.chunking import Chunker, embedding_text
 from rag.config import DenseConfig, Settings, cpu_count
 from rag.embedding import Embedder
+from rag.generation.local_server import free_port, stop_process
 from rag.index.collection import CollectionIndex
 from rag.index.dense import DenseIndex, ivf_nlist
 from rag.index.lexical import LexicalIndex
@@ -712,12 +712,6 @@ def _ndcg(level: Level, runs: Sequence[Sequence[int]], qids: Sequence[str], qrel
 # API and ingestion through the CLI -----------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _cli_env(data_dir: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update({
@@ -735,7 +729,7 @@ def measure_api(data_dir: Path, collection: str, queries: list[str], seconds: fl
     """Requests per second and latency of ``POST /v1/search`` with 1, 4 and 16 concurrent clients, over loopback."""
     import httpx
 
-    port = _free_port()
+    port = free_port()
     log = tempfile.TemporaryFile()
     proc = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--host", "127.0.0.1", "--port", str(port)],
                             cwd=REPO, env=_cli_env(data_dir), stdout=log, stderr=subprocess.STDOUT)
@@ -755,12 +749,7 @@ def measure_api(data_dir: Path, collection: str, queries: list[str], seconds: fl
         say(f"API ready on {base}; {seconds:.0f} s per client count")
         return asyncio.run(_drive(base, collection, queries, seconds))
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout_s=20)
         log.close()
 
 

@@ -94,10 +94,22 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port that was free on 127.0.0.1 a moment ago."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def stop_process(proc: subprocess.Popen, timeout_s: float = 10.0) -> None:
+    """Stop a child process: SIGTERM, then SIGKILL if it has not exited within ``timeout_s``."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=timeout_s)
 
 
 class LocalLlamaServer:
@@ -135,7 +147,7 @@ class LocalLlamaServer:
                 "install the 'local' extra (pip install -e '.[local]') or point RAG_GENERATOR__URL at a vLLM server",
             )
         model = resolve_gguf(self.config, self.data_dir)
-        self.port = _free_port()
+        self.port = free_port()
         threads = self.config.local_threads or cpu_count()
         cmd = [
             sys.executable, "-m", "llama_cpp.server",
@@ -180,13 +192,7 @@ class LocalLlamaServer:
         """Stop the server (SIGTERM, then SIGKILL)."""
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        stop_process(self.proc)
         self.proc = None
 
     def __enter__(self) -> LocalLlamaServer:

@@ -17,21 +17,16 @@ import httpx
 import pytest
 import uvicorn
 
+from rag.generation.local_server import free_port
 from tests.api.conftest import make_client
 
 BODY_TIMEOUT_S = 2.0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def base_url(corpus_settings, embedder) -> Iterator[str]:  # noqa: ANN001
     app = make_client(corpus_settings, embedder, None, api={"body_timeout_s": BODY_TIMEOUT_S, "max_body_bytes": 1_000_000}).app
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_keep_alive=5))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
