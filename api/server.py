@@ -13,6 +13,7 @@ from rag.generation.local_server import LocalLlamaServer
 from rag.index.collection import CollectionBusyError, CollectionIndex
 from rag.index.store import Store
 from rag.pipeline import RagPipeline, load_reranker
+from rag.threads import for_queries
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +77,7 @@ def run(settings: Settings, host: str | None = None, port: int | None = None, lo
 
     from api.main import create_app
 
-    if not settings.embedding.threads:
-        # A server embeds one short query per request on many request threads at once: one torch
-        # thread each avoids oversubscribing the cores (see docs/benchmarks).
-        settings = settings.model_copy(update={"embedding": settings.embedding.model_copy(update={"threads": 1})})
-        import faiss
-
-        faiss.omp_set_num_threads(1)
+    settings = for_queries(settings)
     host = host or settings.api.host
     port = settings.api.port if port is None else port
     if not settings.api_keys and host not in ("127.0.0.1", "localhost", "::1"):

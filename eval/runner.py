@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ from rag.config import Settings
 from rag.embedding import Embedder
 from rag.errors import GeneratorUnavailableError, InputError
 from rag.generation.client import Generator
+from rag.generation.spans import new_information as short_answer
 from rag.index.store import Store
 from rag.pipeline import RagPipeline, load_reranker
 from rag.types import Answer, ScoredChunk
@@ -382,7 +382,7 @@ def run_answer_eval(
             "answer_style": settings.generator.answer_style,
             "temperature": settings.generator.temperature,
             "collection": name,
-            "short_answer": "answer sentence minus words that restate the question (eval.runner.short_answer)",
+            "short_answer": "answer sentence minus words that restate the question (rag.generation.spans.new_information)",
         }
 
     if not rows:
@@ -452,60 +452,3 @@ def _answer_metrics(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "abstention_rate": _mean([float(r["abstained"]) for r in rows]),
         "latency_ms": {s: percentiles([r["timings"].get(s, 0.0) for r in rows]) for s in stages},
     }
-
-
-# answer extraction -------------------------------------------------------------------------------
-
-_TOKEN = re.compile(r"\S+")
-_EDGE_PUNCT = "\"'“”‘’.,;:!?()[]"
-_FUNCTION_WORDS = frozenset(
-    "a an the is are was were be been being of in on at to for by with from as and or that which who whom whose "
-    "it its this these those there their they he she his her has have had do does did".split()
-)
-
-
-def _stem(word: str) -> str:
-    word = word.lower().strip(_EDGE_PUNCT)
-    return word[:5] if len(word) > 5 else word
-
-
-def short_answer(question: str, answer: str) -> str:
-    """Reduce an answer sentence to its new information, for span-based scoring.
-
-    Answers restate the question ("The Panthers defense surrendered 308
-    points"), while span metrics expect the span alone ("308"). This keeps the
-    first sentence, marks every content word whose 5-letter prefix occurs in
-    the question as restating, and returns the longest run of words that
-    contains no restating word (function words inside the run are kept, at its
-    edges dropped). It never sees the gold answer. When every
-    word restates the question, the first sentence is returned unchanged.
-
-    Args:
-        question: the question.
-        answer: the answer text, citation markers already removed.
-
-    Returns:
-        The reduced answer (may equal the input).
-    """
-    sentence = re.split(r"(?<=[.!?])\s+", answer.strip(), maxsplit=1)[0]
-    words = _TOKEN.findall(sentence)
-    asked = {_stem(w) for w in _TOKEN.findall(question)} - _FUNCTION_WORDS
-    best: tuple[int, int] = (0, 0)
-    start = None
-    for i, word in enumerate([*words, ""]):
-        in_question = i == len(words) or _stem(word) in asked or not word.strip(_EDGE_PUNCT)
-        if in_question:
-            if start is not None:
-                lo, hi = start, i
-                while lo < hi and _stem(words[lo]) in _FUNCTION_WORDS:
-                    lo += 1
-                while hi > lo and _stem(words[hi - 1]) in _FUNCTION_WORDS:
-                    hi -= 1
-                if hi - lo > best[1] - best[0]:
-                    best = (lo, hi)
-            start = None
-        elif start is None:
-            start = i
-    if best[1] == best[0]:
-        return sentence
-    return " ".join(words[best[0] : best[1]]).strip(_EDGE_PUNCT)

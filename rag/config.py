@@ -106,6 +106,12 @@ class RerankerConfig(_Section):
     batch_size: int = Field(32, ge=1)
     max_length: int = Field(256, ge=16, le=4096)
     device: str = "auto"
+    backend: Literal["torch", "onnx", "onnx-int8"] = Field(
+        "torch",
+        description="torch: sentence-transformers; onnx / onnx-int8: the model directory's onnx/model.onnx or "
+        "onnx/model_qint8.onnx (written by rag train-reranker) on onnxruntime's CPU provider",
+    )
+    threads: int = Field(0, ge=0, description="onnxruntime intra-op threads (0: its default)")
 
 
 class GeneratorConfig(_Section):

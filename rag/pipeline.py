@@ -15,6 +15,7 @@ from rag.embedding import Embedder
 from rag.errors import GeneratorUnavailableError, InputError, ModelLoadError
 from rag.generation.client import Generator
 from rag.generation.prompts import build_messages
+from rag.generation.spans import short_answer
 from rag.index.collection import CollectionIndex
 from rag.index.store import Store
 from rag.rerank.cross_encoder import Reranker
@@ -231,7 +232,7 @@ class RagPipeline:
         timings["generate"] = (time.perf_counter() - t) * 1000.0
         usage = {"prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens}
         text = _drop_unfinished(gen.text) if gen.finish_reason == "length" else gen.text
-        return self._finish(found, packed, text, strict, timings, usage, t0)
+        return self._finish(question, found, packed, text, strict, timings, usage, t0)
 
     def ask_events(
         self,
@@ -263,7 +264,7 @@ class RagPipeline:
                 parts.append(delta.text)
                 yield "token", delta.text
         timings["generate"] = (time.perf_counter() - t) * 1000.0
-        yield "answer", self._finish(found, packed, "".join(parts).strip(), strict, timings, usage, t0)
+        yield "answer", self._finish(question, found, packed, "".join(parts).strip(), strict, timings, usage, t0)
 
     def _abstained(self, found: SearchResult, timings: dict[str, float], usage: dict[str, int], t0: float) -> Answer:
         timings.setdefault("generate", 0.0)
@@ -273,6 +274,7 @@ class RagPipeline:
 
     def _finish(
         self,
+        question: str,
         found: SearchResult,
         packed: list,
         text: str,
@@ -282,7 +284,13 @@ class RagPipeline:
         t0: float,
     ) -> Answer:
         t = time.perf_counter()
-        verification: Verification = self.verifier.verify(text, packed, strict=strict)
+        short = self.settings.generator.answer_style == "short"
+        if short and not is_abstention(text):
+            span = short_answer(question, text, [c.text for c in packed])
+            text = f"{span.text} [{span.source}]" if span.source else span.text
+        verification: Verification = self.verifier.verify(
+            text, packed, strict=strict, question=question if short else None
+        )
         timings["verify"] = (time.perf_counter() - t) * 1000.0
         timings["total"] = (time.perf_counter() - t0) * 1000.0
         model_abstained = is_abstention(text) or text.strip().lower().startswith(("i don't know", "i do not know"))

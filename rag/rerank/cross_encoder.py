@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 
 from rag.config import RerankerConfig
+from rag.errors import ConfigError
 from rag.models import load_model, resolve_device
 from rag.types import Chunk, ScoredChunk
 
@@ -45,6 +48,8 @@ class Reranker:
         Raises:
             ModelLoadError: naming ``RAG_RERANKER__MODEL`` and what was tried.
         """
+        if self._model is None and self.config.backend != "torch":
+            self._model = _load_onnx(self.config)
         if self._model is None:
             from sentence_transformers import CrossEncoder
 
@@ -71,9 +76,40 @@ class Reranker:
             return []
         self.warm_up()
         pairs = [(query, passage_text(c.chunk)) for c in candidates]
-        raw = self._model.predict(pairs, batch_size=self.config.batch_size, show_progress_bar=False)
+        if self.config.backend == "torch":
+            raw = self._model.predict(pairs, batch_size=self.config.batch_size, show_progress_bar=False)
+        else:
+            raw = self._model.predict(pairs, batch_size=self.config.batch_size)
         scored = [
             replace(c, score=float(s), scores={**c.scores, "rerank": float(s)}) for c, s in zip(candidates, raw)
         ]
         scored.sort(key=lambda c: (-c.score, c.chunk.chunk_id))
         return scored[: top_k if top_k is not None else len(scored)]
+
+
+ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model_qint8.onnx"}
+
+
+def _load_onnx(config: RerankerConfig):  # noqa: ANN202 - OnnxCrossEncoder, imported lazily
+    """The exported model of a local reranker directory, on onnxruntime.
+
+    Raises:
+        ConfigError: naming the setting at fault (not a directory, no export, no onnxruntime).
+    """
+    model_dir = Path(config.model).expanduser()
+    if not model_dir.is_dir():
+        raise ConfigError(
+            "RAG_RERANKER__BACKEND",
+            f"backend {config.backend!r} needs RAG_RERANKER__MODEL to be a local model directory, got {config.model!r}",
+        )
+    path = model_dir / "onnx" / ONNX_FILES[config.backend]
+    if not path.is_file():
+        raise ConfigError(
+            "RAG_RERANKER__BACKEND",
+            f"{path} does not exist; rag train-reranker writes it (or use backend 'torch')",
+        )
+    if importlib.util.find_spec("onnxruntime") is None:
+        raise ConfigError("RAG_RERANKER__BACKEND", f"backend {config.backend!r} needs onnxruntime (pip install onnxruntime)")
+    from rag.rerank.onnx import OnnxCrossEncoder
+
+    return OnnxCrossEncoder(path, model_dir, max_length=config.max_length, threads=config.threads)

@@ -23,12 +23,15 @@ Embed = Callable[[list[str]], np.ndarray]
 class SupportScorer(Protocol):
     """Scores how well each source supports a claim."""
 
-    def score(self, claim: str, sources: Sequence[str]) -> list[float]:
+    def score(self, claim: str, sources: Sequence[str], context: str = "") -> list[float]:
         """Score one claim against a batch of sources.
 
         Args:
             claim: one sentence, citation markers removed.
             sources: source texts.
+            context: the question a short answer (a phrase) replies to; it gives the phrase
+                its meaning, so it counts towards topic and word overlap, while the facts
+                checked (numbers, names) are the claim's own.
 
         Returns:
             One score in [0, 1] per source, in order; higher means better support.
@@ -177,12 +180,18 @@ class HybridSupportScorer:
             out.append(min(1.0, max(0.0, (best - self.SEM_FLOOR) / (self.SEM_CEIL - self.SEM_FLOOR))))
         return out
 
-    def score(self, claim: str, sources: Sequence[str]) -> list[float]:
+    def score(self, claim: str, sources: Sequence[str], context: str = "") -> list[float]:
         """Score one claim against a batch of sources (see the class docstring for the formula).
+
+        With a ``context`` (a short answer's question), ``sem`` and ``lex`` are computed on
+        context + claim, while ``ent`` and the number cap look at the claim alone: a question
+        may name things the source words differently ("Super Bowl 50" vs "the game"), but the
+        answer's own names and numbers must be in the source.
 
         Args:
             claim: one sentence, citation markers removed.
             sources: source texts.
+            context: the question of a short answer ("" for sentence answers).
 
         Returns:
             One score in [0, 1] per source; 0 for an empty source.
@@ -190,8 +199,9 @@ class HybridSupportScorer:
         if not sources:
             return []
         present = [i for i, s in enumerate(sources) if s.strip()]
-        sem = dict(zip(present, self.semantic(claim, [sources[i] for i in present]), strict=True)) if present else {}
-        words, ents, nums = _content_words(claim), _entities(claim), _numbers(claim)
+        full = f"{context.strip()} {claim}".strip()
+        sem = dict(zip(present, self.semantic(full, [sources[i] for i in present]), strict=True)) if present else {}
+        words, ents, nums = _content_words(full), _entities(claim), _numbers(claim)
         scores = []
         for i, source in enumerate(sources):
             if i not in sem:

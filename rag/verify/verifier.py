@@ -51,7 +51,9 @@ class Verifier:
         self._config = config
         self._scorer = scorer
 
-    def verify(self, answer: str, sources: Sequence[Chunk], strict: bool | None = None) -> Verification:
+    def verify(
+        self, answer: str, sources: Sequence[Chunk], strict: bool | None = None, question: str | None = None
+    ) -> Verification:
         """Verify every claim of an answer.
 
         ``faithfulness`` is supported claims / all claims. An answer with no
@@ -64,6 +66,9 @@ class Verifier:
             sources: the packed sources; ``sources[i]`` is source number ``i + 1``.
             strict: drop unsupported and uncited claims from the returned
                 answer; ``None`` uses ``config.strict``.
+            question: set for short answers (answer style ``short``): a phrase such as
+                "308" states nothing alone, so each claim is scored in the context of
+                the question (see :meth:`SupportScorer.score`).
 
         Returns:
             The claims in answer order, faithfulness, invalid citation numbers
@@ -85,7 +90,7 @@ class Verifier:
             for n in part.citations:
                 if not 1 <= n <= len(sources):
                     invalid.setdefault(n, None)
-            claims.append(self._judge(part, texts))
+            claims.append(self._judge(part, texts, question))
 
         supported = sum(c.verdict == "supported" for c in claims)
         kept = answer
@@ -98,14 +103,15 @@ class Verifier:
             answer=kept,
         )
 
-    def _judge(self, part: ClaimText, texts: list[str]) -> Claim:
+    def _judge(self, part: ClaimText, texts: list[str], question: str | None = None) -> Claim:
         threshold = self._config.support_threshold
         valid = tuple(n for n in part.citations if 1 <= n <= len(texts))
+        context = question or ""
         if valid:
-            best = max(self._scorer.score(part.text, [texts[n - 1] for n in valid]))
+            best = max(self._scorer.score(part.text, [texts[n - 1] for n in valid], context))
             verdict: Verdict = "supported" if best >= threshold else "unsupported"
             return Claim(part.text, valid, verdict, best, ("generated",) * len(valid))
-        scores = self._scorer.score(part.text, texts) if texts else []
+        scores = self._scorer.score(part.text, texts, context) if texts else []
         if scores and max(scores) >= threshold:
             best_n = max(range(len(scores)), key=scores.__getitem__) + 1
             return Claim(part.text, (best_n,), "supported", scores[best_n - 1], ("attributed",))

@@ -25,7 +25,7 @@ TARGET_NAMES = (
     "HNSW recall@10 vs exact at 100k (configured efSearch)",
     "IVF-PQ + recheck recall@10 at 100k (configured nprobe)",
     "IVF-PQ compressed code bytes per vector",
-    "hybrid latency growth 100k -> 1M, index-only, no rerank (x)",
+    "hybrid latency growth 100k -> 1M, with query embedding, no rerank (x)",
     "ingestion time outside embedding (share)",
 )
 

@@ -203,6 +203,23 @@ def test_onnx_export_matches_torch(trained: tuple[Path, float]) -> None:
     assert np.abs(int8 - fp32).max() < 0.1
 
 
+def test_reranker_runs_the_onnx_export_when_configured(trained: tuple[Path, float], tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    from rag.errors import ConfigError
+    from rag.rerank.onnx import export_onnx
+
+    export_onnx(trained[0])
+    candidates = [ScoredChunk(c, 0.0) for c in CHUNKS.values()]
+    torch_order = Reranker(RerankerConfig(model=str(trained[0]), max_length=64)).rerank(QUERIES["q0"], candidates)
+    onnx_order = Reranker(RerankerConfig(model=str(trained[0]), max_length=64, backend="onnx")).rerank(
+        QUERIES["q0"], candidates
+    )
+    assert [c.chunk.chunk_id for c in onnx_order] == [c.chunk.chunk_id for c in torch_order]
+    assert [c.score for c in onnx_order] == pytest.approx([c.score for c in torch_order], abs=1e-4)
+    with pytest.raises(ConfigError, match="RAG_RERANKER__BACKEND"):
+        Reranker(RerankerConfig(model=str(tmp_path), backend="onnx-int8")).warm_up()
+
+
 def test_store_returns_feedback_oldest_first(tmp_path: Path) -> None:
     from rag.index.store import Store
 

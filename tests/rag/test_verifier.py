@@ -309,7 +309,7 @@ class FixedScorer:
     def __init__(self) -> None:
         self.calls: list[tuple[str, tuple[str, ...]]] = []
 
-    def score(self, claim: str, sources: Sequence[str]) -> list[float]:
+    def score(self, claim: str, sources: Sequence[str], context: str = "") -> list[float]:
         self.calls.append((claim, tuple(sources)))
         word = claim.split()[0]
         return [0.9 if word in s else 0.1 for s in sources]
@@ -331,3 +331,24 @@ def test_only_valid_cited_sources_are_scored() -> None:
 def test_abstain_needed(faithfulness: float, minimum: float, needed: bool) -> None:
     v = Verification(claims=(), faithfulness=faithfulness)
     assert abstain_needed(v, VerifierConfig(min_faithfulness=minimum)) is needed
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "verdict"),
+    [
+        ("How tall is the Eiffel Tower?", "330 metres [2]", "supported"),
+        ("How tall is the Eiffel Tower?", "300 metres [2]", "unsupported"),
+        # a number in the question that the source words differently does not sink the answer
+        ("How tall is the Eiffel Tower in Paris in 2024?", "330 metres [2]", "supported"),
+        ("In which year was Acme founded?", "1887 [1]", "supported"),
+        ("Who designed the Eiffel Tower?", "Gustave Eiffel [2]", "supported"),
+        ("Who designed the Eiffel Tower?", "Guido van Rossum [2]", "unsupported"),
+        # the phrase is in the cited source, but that source is about something else
+        ("In which year was Acme founded?", "1889 [2]", "unsupported"),
+    ],
+)
+def test_short_answers_are_checked_with_their_question(verifier: Verifier, question: str, answer: str, verdict: str) -> None:
+    v = verifier.verify(answer, SOURCES, question=question)
+    assert verdicts(v) == [verdict]
+    # the claim shown is the phrase itself, not the question glued to it
+    assert v.claims[0].text == answer.rsplit(" [", 1)[0]
