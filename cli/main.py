@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -284,12 +284,16 @@ def eval_answers(
     collection: Annotated[Optional[str], typer.Option()] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out")] = None,
     style: Annotated[str, typer.Option(help="answer style: short (extractive QA, the default here) or sentences")] = "short",
+    top_k: Annotated[Optional[int], typer.Option(help="sources retrieved per question (default: retrieval.top_k)")] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Exact match, F1, faithfulness, citation precision/recall and abstention rate."""
     from eval.runner import run_answer_eval
 
-    settings = _settings(config, generator={"answer_style": style})
+    overrides: dict[str, Any] = {"generator": {"answer_style": style}}
+    if top_k is not None:
+        overrides["retrieval"] = {"top_k": top_k}
+    settings = _settings(config, **overrides)
     report = run_answer_eval(
         settings, dataset, ingest=_ingest_corpus, limit=limit, collection=collection, out_dir=out_dir, console=console
     )
