@@ -1006,7 +1006,8 @@ def run_bench(
     sizes: dict[str, Any] = {}
     work = Path(tempfile.mkdtemp(prefix="rag-bench-", dir=_work_parent(settings)))
     reranker, rstatus = load_reranker(settings)
-    report["reranker"] = {"enabled": rstatus.enabled, "model": rstatus.model, "detail": rstatus.detail[:300]}
+    report["reranker"] = {"enabled": rstatus.enabled, "model": rstatus.model, "detail": rstatus.detail[:300],
+                          "backend": settings.reranker.backend, "max_length": settings.reranker.max_length}
     api_result: dict[str, Any] = {}
     try:
         for i, target in enumerate(plan.sizes):

@@ -88,6 +88,13 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _reranker_line(reranker: Mapping[str, Any]) -> str:
+    if not reranker.get("enabled"):
+        return f"Reranker: none ({reranker.get('detail') or 'not configured'}); the rerank column is empty."
+    backend = f", backend {reranker['backend']}" if reranker.get("backend") else ""
+    return f"Reranker: `{reranker.get('model')}` ({reranker.get('detail')}{backend}); timed over 30 queries per size."
+
+
 def markdown(report: Mapping[str, Any]) -> str:
     """The Markdown summary: targets, ratios, per-stage latency, peers, API, ingestion, backends, memory."""
     m = report["machine"]
@@ -104,6 +111,8 @@ def markdown(report: Mapping[str, Any]) -> str:
         f"Corpus: {c.get('dataset')} ({c.get('base_documents')} documents, {c.get('base_chunks')} chunks of "
         f"{c.get('chunk_size')} tokens, {c.get('embedding_model')}), {c.get('queries')} queries. "
         f"Larger sizes replicate it ({c.get('replication')}).",
+        "",
+        _reranker_line(report.get("reranker") or {}),
         "",
         "## Targets",
         "",
@@ -166,6 +175,8 @@ def markdown(report: Mapping[str, Any]) -> str:
     api = report.get("api_throughput", {})
     if api and not api.get("skipped"):
         lines += [f"## API throughput: `POST /v1/search` over loopback at {api.get('size')} ({api.get('chunks')} chunks)", ""]
+        if (report.get("reranker") or {}).get("enabled"):
+            lines += ["Each request includes the rerank stage (the server runs with the reranker above).", ""]
         if "error" in api:
             lines += [f"error: {api['error']}", ""]
         rows = [[k, v["requests"], v["errors"], v["rps"], _ms(v["latency_ms"]), _ms(v["latency_ms"], "p99")]
