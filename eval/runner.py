@@ -37,11 +37,11 @@ from rag.config import Settings
 from rag.embedding import Embedder
 from rag.errors import GeneratorUnavailableError, InputError
 from rag.generation.client import Generator
-from rag.generation.spans import new_information as short_answer
 from rag.index.store import Store
 from rag.pipeline import RagPipeline, load_reranker
 from rag.types import Answer, ScoredChunk
 from rag.verify.claims import strip_citations
+from rag.verify.spans import new_information as short_answer
 
 IngestFn = Callable[[Settings, Path, str], dict[str, Any]]
 """Ingests one corpus file into a collection (created when missing) and returns the ingest summary."""
@@ -382,7 +382,7 @@ def run_answer_eval(
             "answer_style": settings.generator.answer_style,
             "temperature": settings.generator.temperature,
             "collection": name,
-            "short_answer": "answer sentence minus words that restate the question (rag.generation.spans.new_information)",
+            "short_answer": "answer sentence minus words that restate the question (rag.verify.spans.new_information)",
         }
 
     if not rows:

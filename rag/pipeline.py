@@ -15,12 +15,12 @@ from rag.embedding import Embedder
 from rag.errors import GeneratorUnavailableError, InputError, ModelLoadError
 from rag.generation.client import Generator
 from rag.generation.prompts import build_messages
-from rag.generation.spans import short_answer
 from rag.index.collection import CollectionIndex
 from rag.index.store import Store
 from rag.rerank.cross_encoder import Reranker
 from rag.retrieval.hybrid import HybridRetriever, RetrievalResult
 from rag.types import Answer, Citation, Claim, Filters, ScoredChunk, Verification
+from rag.verify.spans import short_answer
 from rag.verify.support import HybridSupportScorer
 from rag.verify.verifier import Verifier, is_abstention
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.generation.spans import locate, new_information, short_answer
+from rag.verify.spans import locate, new_information, short_answer
 
 SOURCES = [
     "The Broncos beat the Pittsburgh Steelers in the divisional round, 23–16.",

@@ -1,4 +1,4 @@
-"""Short answers (answer style ``short``): cut the model's reply down to a span of its sources.
+"""Short answers (answer style ``short``): ground the model's reply in a span of its sources.
 
 A 0.5B model asked for "the shortest exact phrase" still often answers with a sentence that
 restates the question ("Luke Kuechly registered 118 tackles"), or copies the phrase with a
