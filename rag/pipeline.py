@@ -231,7 +231,7 @@ class RagPipeline:
         gen = self.generator.generate(messages)
         timings["generate"] = (time.perf_counter() - t) * 1000.0
         usage = {"prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens}
-        text = _drop_unfinished(gen.text) if gen.finish_reason == "length" else gen.text
+        text = _tidy(_drop_unfinished(gen.text) if gen.finish_reason == "length" else gen.text)
         return self._finish(question, found, packed, text, strict, timings, usage, t0)
 
     def ask_events(
@@ -264,7 +264,7 @@ class RagPipeline:
                 parts.append(delta.text)
                 yield "token", delta.text
         timings["generate"] = (time.perf_counter() - t) * 1000.0
-        yield "answer", self._finish(question, found, packed, "".join(parts).strip(), strict, timings, usage, t0)
+        yield "answer", self._finish(question, found, packed, _tidy("".join(parts)), strict, timings, usage, t0)
 
     def _abstained(self, found: SearchResult, timings: dict[str, float], usage: dict[str, int], t0: float) -> Answer:
         timings.setdefault("generate", 0.0)
@@ -331,6 +331,24 @@ def _drop_unfinished(text: str) -> str:
     # a sentence end, not a list number such as "3."
     ends = list(re.finditer(r"(?<!\s\d)(?<!^\d)[.!?](?:\s*\[[\d,\s\-–]+\])*(?=\s|$)", text))
     return text[: ends[-1].end()].strip() if ends else text
+
+
+# Trailing lines with nothing to say: a list number or bullet the model opened and never filled.
+_EMPTY_ITEM = re.compile(r"\n[ \t]*(?:\d{1,2}[.)]|[-*•+])?[ \t]*\Z")
+_LAST_FENCE = re.compile(r"\n[ \t]*`{3,}[\w-]*[ \t]*\Z")
+
+
+def _tidy(text: str) -> str:
+    """The answer without trailing empty list items or an unclosed code fence (e.g. "...renamed.\n3.\n```")."""
+    text = text.strip()
+    while True:
+        before = text
+        text = _EMPTY_ITEM.sub("", text).rstrip()
+        fence = _LAST_FENCE.search(text)
+        if fence and len(re.findall(r"^[ \t]*`{3,}", text, re.MULTILINE)) % 2:
+            text = text[: fence.start()].rstrip()
+        if text == before:
+            return text
 
 
 STAGE_KEYS = ("embed", "bm25", "dense", "fuse", "rerank", "generate", "verify", "total")

@@ -118,3 +118,19 @@ def test_answer_cut_by_token_limit_keeps_complete_sentences(text: str, expected:
     from rag.pipeline import _drop_unfinished
 
     assert _drop_unfinished(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("It is renamed over the old file [1].\n3.\n```", "It is renamed over the old file [1]."),
+        ("Steps:\n1. Write [1].\n2.  \n- \n", "Steps:\n1. Write [1]."),
+        ("Run it:\n```bash\nrag ingest data/\n```", "Run it:\n```bash\nrag ingest data/\n```"),  # a filled block stays
+        ("In 1887 [1].", "In 1887 [1]."),
+    ],
+)
+def test_empty_trailing_list_items_and_fences_are_dropped(text: str, expected: str) -> None:
+    from rag.pipeline import _tidy
+
+    assert _tidy(text) == expected
+
