@@ -109,7 +109,7 @@ class RerankerConfig(_Section):
     backend: Literal["torch", "onnx", "onnx-int8"] = Field(
         "torch",
         description="torch: sentence-transformers; onnx / onnx-int8: the model directory's onnx/model.onnx or "
-        "onnx/model_qint8.onnx (written by rag train-reranker) on onnxruntime's CPU provider",
+        "onnx/model_qint8.onnx (written by rag train-reranker --onnx) on onnxruntime's CPU provider",
     )
     threads: int = Field(0, ge=0, description="onnxruntime intra-op threads (0: its default)")
 

@@ -199,8 +199,7 @@ class LexicalIndex:
         """Release the writer (and its lock), discarding uncommitted changes.
 
         Waits for the segment merges that commits started, then reloads, so that this
-        instance searches the merged segments (a fresh 1M-chunk index has dozens of small
-        segments before its merges, and each search pays per segment).
+        instance searches the merged segments rather than the ones it saw at its last commit.
         """
         if self._writer is not None:
             self._writer.rollback()

@@ -76,10 +76,7 @@ class Reranker:
             return []
         self.warm_up()
         pairs = [(query, passage_text(c.chunk)) for c in candidates]
-        if self.config.backend == "torch":
-            raw = self._model.predict(pairs, batch_size=self.config.batch_size, show_progress_bar=False)
-        else:
-            raw = self._model.predict(pairs, batch_size=self.config.batch_size)
+        raw = self._model.predict(pairs, batch_size=self.config.batch_size, show_progress_bar=False)
         scored = [
             replace(c, score=float(s), scores={**c.scores, "rerank": float(s)}) for c, s in zip(candidates, raw)
         ]
@@ -106,7 +103,7 @@ def _load_onnx(config: RerankerConfig):  # noqa: ANN202 - OnnxCrossEncoder, impo
     if not path.is_file():
         raise ConfigError(
             "RAG_RERANKER__BACKEND",
-            f"{path} does not exist; rag train-reranker writes it (or use backend 'torch')",
+            f"{path} does not exist; rag train-reranker --onnx writes it (or use backend 'torch')",
         )
     if importlib.util.find_spec("onnxruntime") is None:
         raise ConfigError("RAG_RERANKER__BACKEND", f"backend {config.backend!r} needs onnxruntime (pip install onnxruntime)")

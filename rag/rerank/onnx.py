@@ -91,8 +91,13 @@ class OnnxCrossEncoder:
         self.tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)
         self.max_length = max_length
 
-    def predict(self, pairs: Sequence[tuple[str, str]], batch_size: int = 32) -> np.ndarray:
-        """One score per pair, in input order: the sigmoid of the logit, as ``CrossEncoder.predict`` gives."""
+    def predict(
+        self, pairs: Sequence[tuple[str, str]], batch_size: int = 32, show_progress_bar: bool = False
+    ) -> np.ndarray:
+        """One score per pair, in input order: the sigmoid of the logit, as ``CrossEncoder.predict`` gives.
+
+        Called like ``CrossEncoder.predict``; there is no progress bar to show.
+        """
         out: list[np.ndarray] = []
         for i in range(0, len(pairs), batch_size):
             batch = pairs[i : i + batch_size]
