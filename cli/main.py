@@ -330,7 +330,9 @@ def train_reranker(
     random_negatives: Annotated[int, typer.Option(help="random negatives per query")] = 2,
     max_length: Annotated[int, typer.Option(help="tokens per (query, passage) pair; serve with the same RAG_RERANKER__MAX_LENGTH")] = 128,
     batch_size: Annotated[int, typer.Option(help="pairs per step")] = 16,
-    learning_rate: Annotated[float, typer.Option(help="peak learning rate (the new head starts from random weights)")] = 7e-5,
+    learning_rate: Annotated[float, typer.Option(help="peak learning rate of the encoder")] = 3e-5,
+    head: Annotated[str, typer.Option(help="new scoring head: mean (linear over mean-pooled tokens) or cls")] = "mean",
+    head_learning_rate: Annotated[float, typer.Option(help="peak learning rate of the new head (random at the start)")] = 2e-3,
     seed: Annotated[int, typer.Option(help="seeds the dev split, negatives and training")] = 42,
     onnx: Annotated[bool, typer.Option(help="also export ONNX fp32/int8 and compare quality and CPU latency")] = False,
     config: ConfigOpt = None,
@@ -342,7 +344,8 @@ def train_reranker(
     settings = _settings(config)
     train = TrainConfig(
         base=base, epochs=epochs, max_pairs=max_pairs, max_length=max_length, batch_size=batch_size,
-        learning_rate=learning_rate, seed=seed, device=settings.reranker.device,
+        learning_rate=learning_rate, head=head, head_learning_rate=head_learning_rate, seed=seed,
+        device=settings.reranker.device,
     )
     mining = MiningConfig(hard_negatives=negatives, random_negatives=random_negatives)
     report = run_train_reranker(

@@ -1007,7 +1007,9 @@ def run_bench(
     work = Path(tempfile.mkdtemp(prefix="rag-bench-", dir=_work_parent(settings)))
     reranker, rstatus = load_reranker(settings)
     report["reranker"] = {"enabled": rstatus.enabled, "model": rstatus.model, "detail": rstatus.detail[:300],
-                          "backend": settings.reranker.backend, "max_length": settings.reranker.max_length}
+                          "backend": settings.reranker.backend,
+                          "max_length": reranker.max_length if reranker else settings.reranker.max_length,
+                          "weight": reranker.weight if reranker else None}
     api_result: dict[str, Any] = {}
     try:
         for i, target in enumerate(plan.sizes):

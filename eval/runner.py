@@ -53,7 +53,7 @@ HARD_NEGATIVES_PER_QUERY = 8
 DEFAULT_COVERAGE_N = 20
 """Candidate depth for coverage when no reranker is loaded (the CPU default of ``RerankerConfig.top_n``)."""
 
-STAGES = ("bm25", "dense", "hybrid", "rerank")
+STAGES = ("bm25", "dense", "hybrid", "cross-encoder", "rerank")
 
 
 @dataclass
@@ -199,6 +199,12 @@ def run_retrieval_eval(
                     # Position scores: the reranked head and the fused tail are on different scales.
                     lists["rerank"] = [(s.chunk.chunk_id, float(len(final) - i)) for i, s in enumerate(final)]
                     stage.latency["rerank"].append(hybrid_ms + rerank_ms)
+                    if reranker.weight < 1.0:
+                        # The cross-encoder's own order, to show what blending with retrieval adds.
+                        head = sorted(final[:cover_n], key=lambda s: (-s.scores["rerank"], s.chunk.chunk_id))
+                        alone = [*head, *final[cover_n:]]
+                        lists["cross-encoder"] = [(s.chunk.chunk_id, float(len(alone) - i)) for i, s in enumerate(alone)]
+                        stage.latency["cross-encoder"].append(hybrid_ms + rerank_ms)
                 for key, hits in lists.items():
                     pooled = max_pool((docs[cid], score) for cid, score in hits if cid in docs)
                     stage.runs[key][qid] = dict(list(pooled.items())[:DOC_DEPTH])
@@ -209,6 +215,9 @@ def run_retrieval_eval(
         config = {
             "embedding_model": pipeline.embedder.model_id,
             "reranker_model": pipeline.reranker_status.model if reranker is not None else None,
+            "reranker_weight": reranker.weight if reranker is not None else None,
+            "reranker_lexical_share": reranker.lexical_share if reranker is not None else None,
+            "reranker_max_length": reranker.max_length if reranker is not None else None,
             "dense_index": idx.dense.kind,
             "rrf_k": settings.retrieval.rrf_k,
             "candidates": depth,
@@ -221,6 +230,8 @@ def run_retrieval_eval(
         }
 
     active = [s for s in STAGES if stage.runs[s]]
+    reranker_weight = config["reranker_weight"] if config["reranker_weight"] is not None else 1.0
+    reranker_share = config["reranker_lexical_share"] if config["reranker_lexical_share"] is not None else 0.5
     stages: dict[str, dict[str, float]] = {}
     curves: dict[str, dict[int, float]] = {}
     out.mkdir(parents=True, exist_ok=True)
@@ -241,8 +252,10 @@ def run_retrieval_eval(
         "config": config,
         "pooling": (
             "max over chunks: a document scores as its best chunk; top 100 documents per query. "
-            "rerank = cross-encoder order over the fused top "
-            f"{cover_n} chunks, then the rest of the fused list." if "rerank" in active else
+            f"rerank = the reranker's order over the fused top {cover_n} chunks ({_rerank_order(reranker_weight, reranker_share)}), "
+            "then the rest of the fused list"
+            + ("; cross-encoder = its score alone over the same chunks." if "cross-encoder" in active else ".")
+            if "rerank" in active else
             "max over chunks: a document scores as its best chunk; top 100 documents per query."
         ),
     }
@@ -252,6 +265,15 @@ def run_retrieval_eval(
     if hard_negatives is not None:
         _write_jsonl(Path(hard_negatives), mined)
     return {**report, "recall_curves": curves, "out_dir": out}
+
+
+def _rerank_order(weight: float, lexical_share: float) -> str:
+    if weight >= 1.0:
+        return "cross-encoder score"
+    return (
+        f"{weight:g} x cross-encoder + {1 - weight:g} x ({lexical_share:g} x BM25 + {1 - lexical_share:g} x dense), "
+        "each score min-max scaled over the candidates"
+    )
 
 
 def _external_ids(

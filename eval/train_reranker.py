@@ -14,7 +14,7 @@ import contextlib
 import json
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -28,12 +28,15 @@ from rag.config import RerankerConfig, Settings
 from rag.embedding import Embedder
 from rag.index.store import ACTIVE, Store
 from rag.pipeline import RagPipeline
-from rag.rerank.cross_encoder import Reranker
+from rag.rerank.cross_encoder import SETTINGS_FILE, Reranker
 from rag.rerank.training import (
+    DevRanking,
     MinedQuery,
     MiningConfig,
     TrainConfig,
     TrainingPair,
+    choose_lexical_share,
+    choose_weight,
     mine,
     mined_from_export,
     pairs_from_feedback,
@@ -128,7 +131,9 @@ def run_train_reranker(
         rankings: dict[str, list[ScoredChunk]] = {}
 
         def retrieve(query: str) -> list[ScoredChunk]:
-            fused = pipeline.retriever.retrieve(idx, query, candidates=mining.depth, hydrate=mining.depth).fused
+            # The service's candidate depth, so the fused top 20 and its scores are those it would rerank.
+            depth = max(mining.depth, settings.retrieval.candidates)
+            fused = pipeline.retriever.retrieve(idx, query, candidates=depth, hydrate=mining.depth).fused
             rankings[query] = fused[:LATENCY_TOP_N]
             return fused
 
@@ -163,6 +168,13 @@ def run_train_reranker(
             f"{len(judged)} feedback judgments; {len(dev)} dev queries; training -> {out}"
         )
     report = train_cross_encoder(pairs, dev, out, train, show_progress=console is not None)
+    blend = calibrate_blend(
+        report.path,
+        [(m.query, rankings.get(m.query, []), data.qrels.get(m.query_id, {})) for m in mined],
+        [(m.query, rankings.get(m.query, []), data.qrels.get(m.query_id, {})) for m in dev],
+        max_length=train.max_length,
+        device=train.device,
+    )
     latency = rerank_latency(
         report.path, [(m.query, rankings.get(m.query, [])) for m in dev], max_length=train.max_length, device=train.device
     )
@@ -180,6 +192,7 @@ def run_train_reranker(
             **{k: getattr(mining, k) for k in ("hard_negatives", "random_negatives", "positives_per_doc", "depth")},
         },
         "rerank_latency_ms": latency,
+        "blend": blend,
     }
     if onnx:
         result["onnx"] = compare_onnx(
@@ -189,6 +202,74 @@ def run_train_reranker(
         result["ingest"] = ingest_summary
     (report.path / "training.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     return result
+
+
+Candidates = Sequence[tuple[str, Sequence[ScoredChunk], Mapping[str, int]]]
+"""(query, fused candidates best first, the query's qrels) per query."""
+
+
+def _dev_ranking(candidates: Sequence[ScoredChunk], rels: Mapping[str, int], rerank: Sequence[float] = ()) -> DevRanking:
+    return DevRanking(
+        doc_ids=tuple(c.chunk.external_id for c in candidates),
+        bm25=tuple(c.scores.get("bm25") for c in candidates),
+        dense=tuple(c.scores.get("dense") for c in candidates),
+        fused=tuple(c.score for c in candidates),
+        rerank=tuple(rerank),
+        relevant=frozenset(doc for doc, grade in rels.items() if grade > 0),
+    )
+
+
+def calibrate_blend(
+    model_dir: Path,
+    queries: Candidates,
+    dev: Candidates,
+    *,
+    top_n: int = LATENCY_TOP_N,
+    max_length: int = 128,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Fit the blend of the rerank order and save it with the model.
+
+    First the BM25 share of the retrieval side on every mined query's top
+    ``top_n`` candidates (no model involved, so training queries may be used:
+    :func:`~rag.rerank.training.choose_lexical_share`); then the cross-encoder's
+    weight on the dev queries only, which the model never saw
+    (:func:`~rag.rerank.training.choose_weight`). Both, with the training
+    length, go to ``rag_reranker.json``, which the service reads when
+    ``RAG_RERANKER__WEIGHT`` / ``__LEXICAL_SHARE`` / ``__MAX_LENGTH`` are not set.
+
+    Args:
+        model_dir: the trained model.
+        queries: every mined query (training and dev).
+        dev: the dev queries.
+        top_n: candidates reranked per query (the CPU default of ``RerankerConfig.top_n``).
+        max_length: tokens per pair (the training length).
+        device: ``auto`` | ``cpu`` | ``cuda``.
+
+    Returns:
+        The file's content: ``weight``, ``lexical_share``, ``max_length``, query counts and the nDCG@10 tables.
+    """
+    everyone = [_dev_ranking(list(c)[:top_n], rels) for _, c, rels in queries if c]
+    share, share_table = choose_lexical_share(everyone)
+    reranker = Reranker(RerankerConfig(model=str(model_dir), max_length=max_length, device=device, weight=1.0))
+    rankings = []
+    for query, candidates, rels in dev:
+        head = list(candidates)[:top_n]
+        if head:
+            scored = {s.chunk.chunk_id: s.score for s in reranker.rerank(query, head)}
+            rankings.append(_dev_ranking(head, rels, [scored[c.chunk.chunk_id] for c in head]))
+    weight, table = choose_weight(rankings, share)
+    saved = {
+        "weight": weight,
+        "lexical_share": share,
+        "max_length": max_length,
+        "queries": len(everyone),
+        "dev_queries": len(rankings),
+        "ndcg@10_by_lexical_share": {f"{w:.2f}": round(v, 4) for w, v in share_table.items()},
+        "dev_ndcg@10_by_weight": {f"{w:.2f}": round(v, 4) for w, v in table.items()},
+    }
+    (Path(model_dir) / SETTINGS_FILE).write_text(json.dumps(saved, indent=2), encoding="utf-8")
+    return saved
 
 
 def rerank_latency(

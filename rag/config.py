@@ -104,7 +104,13 @@ class RerankerConfig(_Section):
     model: str = DEFAULT_RERANKER_MODEL
     top_n: int = Field(0, ge=0, le=1000, description="0: 50 on GPU, 20 on CPU")
     batch_size: int = Field(32, ge=1)
-    max_length: int = Field(256, ge=16, le=4096)
+    max_length: int | None = Field(
+        None,
+        ge=16,
+        le=4096,
+        description="tokens per (query, passage) pair; empty: the length rag train-reranker trained the model at "
+        "(rag_reranker.json in the model directory), else 256",
+    )
     device: str = "auto"
     backend: Literal["torch", "onnx", "onnx-int8"] = Field(
         "torch",
@@ -112,6 +118,21 @@ class RerankerConfig(_Section):
         "onnx/model_qint8.onnx (written by rag train-reranker --onnx) on onnxruntime's CPU provider",
     )
     threads: int = Field(0, ge=0, description="onnxruntime intra-op threads (0: its default)")
+    weight: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="share of the cross-encoder score in the rerank order, the rest being the retrieval scores "
+        "(BM25 and dense, each min-max scaled over the candidates, see lexical_share); empty: the weight rag train-reranker chose on its dev "
+        "queries (rag_reranker.json in the model directory), else 1.0",
+    )
+    lexical_share: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="share of BM25 (the rest: dense) in the retrieval side of the blended rerank order; empty: "
+        "the share rag train-reranker fitted on its training queries (rag_reranker.json), else 0.5",
+    )
 
 
 class GeneratorConfig(_Section):

@@ -68,7 +68,10 @@ def load_reranker(settings: Settings) -> tuple[Reranker | None, ComponentStatus]
             raise
         log.warning("reranking is off: the default reranker could not be loaded (%s)", exc)
         return None, ComponentStatus(False, settings.reranker.model, f"default reranker unavailable: {exc}")
-    return reranker, ComponentStatus(True, settings.reranker.model, f"top {reranker.top_n} on {reranker.device}")
+    detail = f"top {reranker.top_n} on {reranker.device}, {reranker.max_length} tokens"
+    if reranker.weight < 1.0:
+        detail += f", blended with retrieval (cross-encoder weight {reranker.weight:g}, BM25 share {reranker.lexical_share:g})"
+    return reranker, ComponentStatus(True, settings.reranker.model, detail)
 
 
 class RagPipeline:

@@ -7,6 +7,7 @@ move ``transformers`` to another major version; this module uses only
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -40,16 +41,19 @@ def export_onnx(model_dir: Path, *, quantize: bool = True, opset: int = 17) -> d
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise FileError(str(model_dir), "not a saved model (no config.json)")
-    ce = CrossEncoder(str(model_dir), device="cpu", local_files_only=True)
-    model = ce.model.eval()
+    ce = CrossEncoder(str(model_dir), device="cpu", local_files_only=True).eval()
 
     class _Logits(torch.nn.Module):
+        """The model's module chain up to the raw score (a classification head's logit or a pooled
+        projection alike), before the sigmoid that ``predict`` applies."""
+
         def __init__(self) -> None:
             super().__init__()
-            self.inner = model
+            self.inner = ce
 
         def forward(self, input_ids, attention_mask, token_type_ids):  # noqa: ANN001, ANN201
-            return self.inner(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
+            features = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+            return self.inner(features)["scores"]
 
     enc = ce.tokenizer(["query"] * 2, ["a passage"] * 2, padding=True, return_tensors="pt")
     out_dir = model_dir / "onnx"
@@ -66,7 +70,13 @@ def export_onnx(model_dir: Path, *, quantize: bool = True, opset: int = 17) -> d
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         paths["int8"] = out_dir / "model_qint8.onnx"
-        quantize_dynamic(str(fp32), str(paths["int8"]), weight_type=QuantType.QInt8)
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(max(level, logging.WARNING))  # the quantizer logs every tensor it skips at INFO on the root logger
+        try:
+            quantize_dynamic(str(fp32), str(paths["int8"]), weight_type=QuantType.QInt8)
+        finally:
+            root.setLevel(level)
     return paths
 
 

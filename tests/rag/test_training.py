@@ -14,6 +14,10 @@ from rag.config import RerankerConfig
 from rag.errors import InputError
 from rag.rerank.cross_encoder import Reranker, passage_text
 from rag.rerank.training import (
+    DevRanking,
+    blended_ndcg10,
+    choose_lexical_share,
+    choose_weight,
     MinedQuery,
     MiningConfig,
     TrainConfig,
@@ -147,6 +151,51 @@ def test_split_dev_and_cap_pairs() -> None:
     assert len(capped) <= 10
     kept = {p.query for p in capped}
     assert all(sum(p.query == q for p in capped) == sum(p.query == q for p in pairs) for q in kept)
+
+
+def _ranking(docs: tuple[str, ...], retrieval: tuple[float, ...], rerank: tuple[float, ...], gold: set[str]) -> DevRanking:
+    """Candidates whose BM25 and dense scores agree (so any lexical share gives ``retrieval``'s order)."""
+    return DevRanking(docs, retrieval, retrieval, retrieval, rerank, frozenset(gold))
+
+
+def test_blended_ndcg_counts_documents_once_and_missing_gold() -> None:
+    # three candidates: two chunks of d1 (not gold), one of gold d2; the retriever puts d2 last, the model first
+    r = _ranking(("d1", "d1", "d2"), (0.03, 0.02, 0.01), (0.0, 0.5, 1.0), {"d2"})
+    assert blended_ndcg10(r, 1.0) == pytest.approx(1.0)
+    assert blended_ndcg10(r, 0.0) == pytest.approx(1 / np.log2(3)), "d1's two chunks count as one document"
+    missing = _ranking(("d1", "d2"), (0.02, 0.01), (0.0, 1.0), {"d2", "d9"})
+    assert blended_ndcg10(missing, 1.0) == pytest.approx(1.0 / (1.0 + 1 / np.log2(3)))
+    assert blended_ndcg10(_ranking((), (), (), {"d1"}), 0.5) == 0.0
+
+
+def test_choose_weight_follows_the_better_signal() -> None:
+    # the model is right on every query and retrieval is wrong: the full model weight wins
+    good = [_ranking(("a", "b", "c"), (0.3, 0.2, 0.1), (0.0, 0.1, 2.0), {"c"}) for _ in range(3)]
+    weight, table = choose_weight(good)
+    assert weight == 1.0 and table[1.0] == pytest.approx(1.0) and table[0.0] < 0.6
+    # the model is wrong and retrieval right: the largest weight that still keeps retrieval's top (ties go up)
+    bad = [_ranking(("a", "b", "c"), (0.3, 0.2, 0.1), (0.0, 0.1, 2.0), {"a"}) for _ in range(3)]
+    weight, table = choose_weight(bad)
+    assert weight == 0.5 and table[0.5] == pytest.approx(1.0) and table[0.55] < 1.0
+    # each is right on half: a blend where both tops stay near the top beats either alone
+    mixed = [
+        _ranking(("a", "b", "c", "d"), (1.0, 0.9, 0.0, 0.1), (0.9, 0.0, 1.0, 0.1), {"a"}),
+        _ranking(("a", "b", "c", "d"), (1.0, 0.9, 0.0, 0.1), (0.0, 0.1, 1.0, 0.9), {"c"}),
+    ]
+    weight, table = choose_weight(mixed)
+    assert 0.0 < weight < 1.0 and table[weight] > max(table[0.0], table[1.0])
+    assert choose_weight([]) == (1.0, {})
+
+
+def test_choose_lexical_share_follows_the_better_retriever() -> None:
+    # BM25 puts the gold document first, dense last
+    lexical_right = [DevRanking(("a", "b", "c"), (3.0, 2.0, 1.0), (0.1, 0.2, 0.3), (0.3, 0.2, 0.1), (), frozenset({"a"}))]
+    share, table = choose_lexical_share(lexical_right)
+    assert share >= 0.5 and table[share] == pytest.approx(1.0) and table[0.0] < 0.6
+    dense_right = [DevRanking(("a", "b", "c"), (3.0, 2.0, 1.0), (0.1, 0.2, 0.3), (0.3, 0.2, 0.1), (), frozenset({"c"}))]
+    share, table = choose_lexical_share(dense_right)
+    assert share < 0.5 and table[0.0] == pytest.approx(1.0)
+    assert choose_lexical_share([]) == (0.5, {})
 
 
 def _train(out: Path) -> tuple[Path, float]:
