@@ -351,8 +351,9 @@ class TrainConfig:
     """Fine-tuning settings.
 
     Attributes:
-        base: HF id or local path of the encoder; a new one-logit head is added
-            unless it already is a cross-encoder (then training continues from it).
+        base: HF id or local path of the encoder; a new one-logit head is added unless
+            it is a local directory saved as a sentence-transformers CrossEncoder (then
+            training continues from its head). A hub id always gets a new head.
         head: the new head: ``mean`` is a linear layer over the mean of the token
             vectors (the pooling a sentence-embedding base such as MiniLM was trained
             with), ``cls`` the classic sequence-classification head on the first token.
