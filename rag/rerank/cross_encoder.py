@@ -155,7 +155,7 @@ def blend(rerank: Sequence[float], retrieval: Sequence[float], weight: float) ->
 
 
 def model_settings(model: str) -> dict[str, Any]:
-    """The ``rag_reranker.json`` of a local model directory: ``max_length`` and ``weight`` when present.
+    """The ``rag_reranker.json`` of a local model directory: ``max_length``, ``weight`` and ``lexical_share`` when present.
 
     Empty for a hub id or a directory without the file.
 
