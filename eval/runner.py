@@ -230,8 +230,6 @@ def run_retrieval_eval(
         }
 
     active = [s for s in STAGES if stage.runs[s]]
-    reranker_weight = config["reranker_weight"] if config["reranker_weight"] is not None else 1.0
-    reranker_share = config["reranker_lexical_share"] if config["reranker_lexical_share"] is not None else 0.5
     stages: dict[str, dict[str, float]] = {}
     curves: dict[str, dict[int, float]] = {}
     out.mkdir(parents=True, exist_ok=True)
@@ -252,7 +250,7 @@ def run_retrieval_eval(
         "config": config,
         "pooling": (
             "max over chunks: a document scores as its best chunk; top 100 documents per query. "
-            f"rerank = the reranker's order over the fused top {cover_n} chunks ({_rerank_order(reranker_weight, reranker_share)}), "
+            f"rerank = the reranker's order over the fused top {cover_n} chunks ({_rerank_order(reranker)}), "
             "then the rest of the fused list"
             + ("; cross-encoder = its score alone over the same chunks." if "cross-encoder" in active else ".")
             if "rerank" in active else
@@ -267,11 +265,13 @@ def run_retrieval_eval(
     return {**report, "recall_curves": curves, "out_dir": out}
 
 
-def _rerank_order(weight: float, lexical_share: float) -> str:
+def _rerank_order(reranker: Any) -> str:
+    """How the reranker orders its candidates, for the report."""
+    weight, share = reranker.weight, reranker.lexical_share
     if weight >= 1.0:
         return "cross-encoder score"
     return (
-        f"{weight:g} x cross-encoder + {1 - weight:g} x ({lexical_share:g} x BM25 + {1 - lexical_share:g} x dense), "
+        f"{weight:g} x cross-encoder + {1 - weight:g} x ({share:g} x BM25 + {1 - share:g} x dense), "
         "each score min-max scaled over the candidates"
     )
 

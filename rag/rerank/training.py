@@ -666,10 +666,6 @@ def blended_ndcg10(ranking: DevRanking, weight: float, lexical_share: float = 0.
     return dcg / idcg if idcg else 0.0
 
 
-def _best(table: Mapping[float, float], prefer_high: bool) -> float:
-    return max(table, key=lambda w: (round(table[w], 9), w if prefer_high else -w))
-
-
 def choose_lexical_share(rankings: Sequence[DevRanking], grid: Sequence[float] = WEIGHT_GRID) -> tuple[float, dict[float, float]]:
     """The BM25 share of the retrieval mix with the best mean nDCG@10, before any cross-encoder.
 
@@ -697,7 +693,7 @@ def choose_weight(
     if not rankings:
         return 1.0, {}
     table = {w: sum(blended_ndcg10(r, w, lexical_share) for r in rankings) / len(rankings) for w in grid}
-    return _best(table, prefer_high=True), table
+    return max(table, key=lambda w: (round(table[w], 9), w)), table
 
 
 def _dev_metrics(evaluator: Any, model: Any) -> dict[str, float]:
