@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from api.errors import ApiError
 from api.schemas import (
+    AnswerTimings,
+    AskResponse,
     CitationOut,
     ClaimOut,
     RagExtension,
     SearchFilters,
     SearchResultOut,
+    SearchTimings,
+    SourceOut,
     StageScores,
+    Usage,
 )
 from rag.config import Settings
-from rag.types import Answer, Filters, ScoredChunk
+from rag.types import Answer, Chunk, Filters, ScoredChunk, Timings
 
 
 def to_filters(f: SearchFilters | None) -> Filters | None:
@@ -65,7 +70,7 @@ def result_out(s: ScoredChunk) -> SearchResultOut:
         char_start=c.char_start,
         char_end=c.char_end,
         text=c.text,
-        scores=StageScores(**{k: v for k, v in s.scores.items() if k in ("bm25", "dense", "rrf", "rerank")}),
+        scores=StageScores(bm25=s.scores.bm25, dense=s.scores.dense, rrf=s.scores.fused, rerank=s.scores.rerank),
         metadata=c.metadata,
     )
 
@@ -100,6 +105,37 @@ def rag_extension(a: Answer) -> RagExtension:
         claims=claims_out(a),
         faithfulness=a.faithfulness,
         abstained=a.abstained,
-        timings_ms=a.timings_ms,
+        timings_ms=AnswerTimings(**a.timings.as_dict()),
         pipeline=a.pipeline,
+    )
+
+
+def answer_out(a: Answer) -> AskResponse:
+    """The JSON body of a non-streamed ``/v1/ask``."""
+    return AskResponse(
+        answer=a.answer,
+        citations=citations_out(a),
+        claims=claims_out(a),
+        faithfulness=a.faithfulness,
+        abstained=a.abstained,
+        pipeline=a.pipeline,
+        timings_ms=AnswerTimings(**a.timings.as_dict()),
+        usage=Usage(prompt_tokens=a.usage.prompt_tokens, completion_tokens=a.usage.completion_tokens),
+    )
+
+
+def search_timings(t: Timings, *, reranked: bool) -> SearchTimings:
+    """A search's stages (``rerank`` only when the reranker ran)."""
+    d = t.as_dict()
+    return SearchTimings(
+        embed=d["embed"], bm25=d["bm25"], dense=d["dense"], fuse=d["fuse"],
+        rerank=d["rerank"] if reranked else None, total=d["total"],
+    )
+
+
+def source_out(n: int, c: Chunk) -> SourceOut:
+    """A numbered source of a streamed answer."""
+    return SourceOut(
+        n=n, chunk_id=c.chunk_id, document_id=c.document_id, source=c.source, title=c.title,
+        char_start=c.char_start, char_end=c.char_end, text=c.text,
     )

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from api.render import print_answer
 from rag.config import Settings
-from rag.generation.local_server import free_port, stop_process
+from rag.runtime.processes import free_port, stop_process
 
 
 def _rag(*args: str) -> list[str]:

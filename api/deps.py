@@ -5,13 +5,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 
 from api.errors import ApiError
 from rag.config import Settings
 from rag.pipeline import RagPipeline
+
+if TYPE_CHECKING:
+    from api.serving import ChatService, QueryService, StatusService
 
 
 def get_pipeline(request: Request) -> RagPipeline:
@@ -26,6 +29,21 @@ def get_settings(request: Request) -> Settings:
 
 PipelineDep = Annotated[RagPipeline, Depends(get_pipeline)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_query_service(request: Request) -> QueryService:
+    """Search, ask and feedback."""
+    return request.app.state.query_service
+
+
+def get_chat_service(request: Request) -> ChatService:
+    """OpenAI-compatible chat completions."""
+    return request.app.state.chat_service
+
+
+def get_status_service(request: Request) -> StatusService:
+    """Collections and health."""
+    return request.app.state.status_service
 
 
 @dataclass(frozen=True)
@@ -70,3 +88,7 @@ def get_scope(request: Request, settings: SettingsDep) -> Scope:
 
 
 ScopeDep = Annotated[Scope, Depends(get_scope)]
+
+QueryServiceDep = Annotated["QueryService", Depends(get_query_service)]
+ChatServiceDep = Annotated["ChatService", Depends(get_chat_service)]
+StatusServiceDep = Annotated["StatusService", Depends(get_status_service)]

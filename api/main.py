@@ -9,10 +9,12 @@ from fastapi import FastAPI, Request
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api import errors
+from api import errors, openapi
 from api.errors import envelope
 from api.metrics import Metrics
 from api.routes import chat, query, service
+from api.serving import ChatService, QueryService, StatusService
+from api.serving.slots import GenerationSlots
 from rag.config import Settings
 from rag.pipeline import RagPipeline
 
@@ -108,12 +110,17 @@ def create_app(settings: Settings, pipeline: RagPipeline) -> FastAPI:
         version="0.1.0",
         description="Hybrid retrieval, reranking and answers with checked citations.",
     )
+    metrics = Metrics()
+    slots = GenerationSlots(settings.api.max_concurrent_asks, settings.generator.timeout_s)
     app.state.settings = settings
     app.state.pipeline = pipeline
-    app.state.metrics = Metrics()
-    app.state.ask_limiter = asyncio.Semaphore(settings.api.max_concurrent_asks)
+    app.state.metrics = metrics
+    app.state.query_service = QueryService(settings, pipeline, metrics, slots)
+    app.state.chat_service = ChatService(settings, pipeline, metrics, slots)
+    app.state.status_service = StatusService(pipeline, metrics)
     app.state.started = time.time()
     errors.install(app)
+    openapi.install(app)
     app.include_router(query.router)
     app.include_router(chat.router)
     app.include_router(service.router)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from rag.types import Answer, Timings
+
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
@@ -19,14 +21,15 @@ class Metrics:
         self.errors = Counter("rag_errors", "HTTP responses with status >= 500", ["route"], registry=self.registry)
         self.tokens = Counter("rag_tokens", "Generator tokens", ["kind"], registry=self.registry)
 
-    def observe_stages(self, timings_ms: dict[str, float]) -> None:
+    def observe_stages(self, timings: Timings) -> None:
         """Record one request's per-stage timings."""
-        for stage, ms in timings_ms.items():
+        for stage, ms in timings.as_dict().items():
             if ms:
                 self.stage_seconds.labels(stage).observe(ms / 1000.0)
 
-    def observe_usage(self, usage: dict[str, int]) -> None:
-        """Record generator token counts."""
-        for kind in ("prompt_tokens", "completion_tokens"):
-            if usage.get(kind):
-                self.tokens.labels(kind.removesuffix("_tokens")).inc(usage[kind])
+    def observe_answer(self, answer: Answer) -> None:
+        """Record an answer's stage timings and generator token counts."""
+        self.observe_stages(answer.timings)
+        for kind, n in (("prompt", answer.usage.prompt_tokens), ("completion", answer.usage.completion_tokens)):
+            if n:
+                self.tokens.labels(kind).inc(n)

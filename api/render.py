@@ -14,7 +14,7 @@ _VERDICT = {"supported": "[green]supported[/]", "unsupported": "[red]unsupported
 
 def answer_dict(a: Answer) -> dict[str, Any]:
     """An answer as the JSON that ``/v1/ask`` returns."""
-    from api.routes.query import answer_out
+    from api.convert import answer_out
 
     return answer_out(a).model_dump()
 

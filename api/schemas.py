@@ -83,11 +83,35 @@ class SearchResultOut(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
+class SearchTimings(BaseModel):
+    """Milliseconds per stage of a search. ``fuse`` includes resolving filters and loading chunk rows."""
+
+    embed: float
+    bm25: float
+    dense: float
+    fuse: float
+    rerank: float | None = None
+    total: float
+
+
+class AnswerTimings(BaseModel):
+    """Milliseconds per stage of an answer."""
+
+    embed: float
+    bm25: float
+    dense: float
+    fuse: float
+    rerank: float
+    generate: float
+    verify: float
+    total: float
+
+
 class SearchResponse(BaseModel):
     """Response of ``POST /v1/search``."""
 
     results: list[SearchResultOut]
-    timings_ms: dict[str, float]
+    timings_ms: SearchTimings
     pipeline: dict[str, Any]
 
 
@@ -130,8 +154,70 @@ class AskResponse(BaseModel):
     faithfulness: float
     abstained: bool
     pipeline: dict[str, Any]
-    timings_ms: dict[str, float]
+    timings_ms: AnswerTimings
     usage: Usage
+
+
+# Server-sent events of a streamed ``/v1/ask`` -------------------------------------------------
+
+
+class SourceOut(BaseModel):
+    """A numbered source the generator sees, sent before the answer."""
+
+    n: int
+    chunk_id: int
+    document_id: int
+    source: str
+    title: str
+    char_start: int
+    char_end: int
+    text: str
+
+
+class CitationsEvent(BaseModel):
+    """``event: citations``: the numbered sources, first."""
+
+    sources: list[SourceOut]
+
+
+class TokenEvent(BaseModel):
+    """``event: token``: a piece of the answer."""
+
+    text: str
+
+
+class VerificationEvent(BaseModel):
+    """``event: verification``: the checked answer, after the last token."""
+
+    answer: str
+    citations: list[CitationOut]
+    claims: list[ClaimOut]
+    faithfulness: float
+    abstained: bool
+
+
+class DoneEvent(BaseModel):
+    """``event: done``: timings, usage and the pipeline description, last."""
+
+    timings_ms: AnswerTimings
+    usage: Usage
+    pipeline: dict[str, Any]
+
+
+class ErrorEvent(BaseModel):
+    """``event: error``: the stream failed after it started (OpenAI's error envelope)."""
+
+    error: ErrorBody
+
+
+ASK_EVENTS: dict[str, type[BaseModel]] = {
+    "citations": CitationsEvent,
+    "token": TokenEvent,
+    "verification": VerificationEvent,
+    "done": DoneEvent,
+    "error": ErrorEvent,
+}
+"""SSE event name -> the model of its ``data``, in the order they are sent."""
 
 
 class CollectionOut(BaseModel):
@@ -223,8 +309,14 @@ class RagExtension(BaseModel):
     claims: list[ClaimOut]
     faithfulness: float
     abstained: bool
-    timings_ms: dict[str, float]
+    timings_ms: AnswerTimings
     pipeline: dict[str, Any]
+
+
+class StreamedRagExtension(RagExtension):
+    """The ``rag`` field of the final stream chunk: also the answer kept, which may differ from what streamed."""
+
+    answer: str
 
 
 class ChatChoiceMessage(BaseModel):
@@ -261,3 +353,37 @@ class ChatCompletionResponse(BaseModel):
     usage: ChatUsage
     # --- extension of this service ---
     rag: RagExtension
+
+
+class ChatDelta(BaseModel):
+    """The new part of the assistant's message in a stream chunk."""
+
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChatChunkChoice(BaseModel):
+    """One choice of a stream chunk."""
+
+    index: int = 0
+    delta: ChatDelta
+    finish_reason: Literal["stop", "length"] | None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    """OpenAI ``chat.completion.chunk`` object; the last one carries ``usage`` and ``rag``."""
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChatChunkChoice]
+    usage: ChatUsage | None = None
+    # --- extension of this service ---
+    rag: StreamedRagExtension | None = None
+
+
+class ChatStreamError(BaseModel):
+    """A chat stream that failed after it started: one ``data:`` line with OpenAI's error envelope."""
+
+    error: ErrorBody

@@ -2,73 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from rag.config import Settings
-from rag.embedding import Embedder
-from rag.generation.client import Generator
-from rag.generation.local_server import LocalLlamaServer
-from rag.index.collection import CollectionBusyError, CollectionIndex
-from rag.index.store import Store
-from rag.pipeline import RagPipeline, load_reranker
+from rag.runtime import open_runtime
 from rag.threads import for_queries
 
 log = logging.getLogger(__name__)
 
 Log = Callable[[str], None]
-
-
-def reconcile_all(settings: Settings, store: Store, embedder: Embedder, say: Log) -> None:
-    """Repair every collection that no writer holds (what a killed ingest left)."""
-    for info in store.collections():
-        model = info.settings.get("embedding_model")
-        dim = info.settings.get("dim")
-        if not model or not dim:
-            continue
-        idx = CollectionIndex(settings, store, info, model, int(dim))
-        try:
-            with idx.writing():
-                report = idx.reconcile()
-        except CollectionBusyError:
-            say(f"collection {info.name} is being written by another process; it reconciles itself")
-            continue
-        if report.changed:
-            say(f"reconciled collection {info.name}: {report}")
-
-
-@contextlib.contextmanager
-def local_pipeline(settings: Settings, log: Log = print, *, generator: bool = True) -> Iterator[RagPipeline]:
-    """A ready pipeline; starts (and afterwards stops) llama.cpp when no generator URL is set.
-
-    Raises:
-        ConfigError / ModelLoadError: a configured model is missing, naming the setting.
-    """
-    store = Store(settings.sqlalchemy_url)
-    embedder = Embedder(settings.embedding).warm_up()
-    reranker, status = load_reranker(settings)  # logs one warning when the default is missing
-    reconcile_all(settings, store, embedder, log)
-    server: LocalLlamaServer | None = None
-    gen: Generator | None = None
-    try:
-        if generator:
-            url = settings.generator.url
-            if not url:
-                server = LocalLlamaServer(settings.generator, settings.data_dir)
-                log("starting the local llama.cpp generator (no RAG_GENERATOR__URL set) ...")
-                url = server.start()
-                log(f"local generator ready at {url}")
-            gen = Generator(settings.generator, base_url=url)
-            try:
-                gen.warm_up()
-            except Exception as exc:  # the service still searches without a generator
-                log(f"[yellow]warning:[/] generator not reachable yet: {exc}")
-        yield RagPipeline(settings, store, embedder, reranker, status, gen)
-    finally:
-        if server is not None:
-            server.stop()
-        store.close()
 
 
 def run(settings: Settings, host: str | None = None, port: int | None = None, log: Log = print) -> None:
@@ -85,7 +28,7 @@ def run(settings: Settings, host: str | None = None, port: int | None = None, lo
         host = "127.0.0.1"
     elif not settings.api_keys:
         log("no API keys configured (RAG_API_KEYS): serving on 127.0.0.1 only, without authentication")
-    with local_pipeline(settings, log) as pipeline:
-        app = create_app(settings, pipeline)
+    with open_runtime(settings, reconcile=True, log=log) as runtime:
+        app = create_app(settings, runtime.pipeline)
         log(f"serving on http://{host}:{port} (OpenAPI docs at /docs)")
         uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)

@@ -119,15 +119,13 @@ def delete(
     config: ConfigOpt = None,
 ) -> None:
     """Delete one document, or every document under a source prefix."""
-    from indexer.admin import open_index
-    from indexer.pipeline import delete_documents
+    from indexer.admin import delete_documents
 
     if (doc_id is None) == (source_prefix is None):
         raise RagErrorExit("give exactly one of --id and --source-prefix", 2)
     settings = _settings(config)
     store = _store(settings)
-    idx = open_index(settings, store, collection)
-    n = delete_documents(settings, store, idx.model_id, idx.dim, collection, external_id=doc_id, source_prefix=source_prefix)
+    n = delete_documents(settings, store, collection, external_id=doc_id, source_prefix=source_prefix)
     out.print(f"deleted {n} document(s) from {collection}")
 
 
@@ -227,11 +225,11 @@ def ask(
     config: ConfigOpt = None,
 ) -> None:
     """Answer a question with cited sources and a verdict per claim (same code path as /v1/ask)."""
-    from api.server import local_pipeline
+    from rag.runtime import open_runtime
 
     settings = _settings(config)
-    with local_pipeline(settings, log=console.print) as pipeline:
-        answer = pipeline.ask(collection, question, top_k, None, strict)
+    with open_runtime(settings, reconcile=True, log=console.print) as runtime:
+        answer = runtime.pipeline.ask(collection, question, top_k, None, strict)
     from api.render import print_answer
 
     print_answer(out, answer, as_json=as_json)
@@ -339,7 +337,7 @@ def train_reranker(
 ) -> None:
     """Fine-tune a cross-encoder on a training split's qrels with hard negatives mined by our retriever."""
     from eval.train_reranker import run_train_reranker
-    from rag.rerank.training import MiningConfig, TrainConfig
+    from eval.training import MiningConfig, TrainConfig
 
     settings = _settings(config)
     train = TrainConfig(

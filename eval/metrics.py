@@ -41,16 +41,46 @@ def ranked(scores: Mapping[str, float]) -> list[tuple[str, float]]:
     return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
 
 
-def _judged(qrels: QrelsMap) -> dict[str, dict[str, int]]:
-    """Qrels of queries with at least one relevant (grade > 0) document."""
+def _relevant(qrels: QrelsMap) -> dict[str, dict[str, int]]:
+    """Qrels of queries with at least one relevant (grade > 0) document, keeping only those documents."""
     judged = {
         str(qid): {str(doc): int(grade) for doc, grade in rels.items() if grade > 0}
         for qid, rels in qrels.items()
     }
-    judged = {qid: rels for qid, rels in judged.items() if rels}
+    return {qid: rels for qid, rels in judged.items() if rels}
+
+
+def _judged(qrels: QrelsMap) -> dict[str, dict[str, int]]:
+    """:func:`_relevant`, which must not be empty."""
+    judged = _relevant(qrels)
     if not judged:
         raise InputError("qrels", "no query has a document with grade > 0")
     return judged
+
+
+def _per_query(judged: dict[str, dict[str, int]], run: RunMap, names: list[str]) -> tuple[list[str], dict[str, np.ndarray]]:
+    """ranx's per-query values of ``names`` for the judged queries the run answered.
+
+    Returns:
+        ``(answered query ids in judged order, name -> values in that order)``. Queries
+        without results are left out (ranx refuses empty result lists): callers score them 0.
+    """
+    answered = [qid for qid in judged if run.get(qid)]
+    if not answered:
+        return answered, {name: np.zeros(0) for name in names}
+    sub_qrels = {qid: judged[qid] for qid in answered}
+    # Re-score by rank so ranx sees our tie-breaking, not its unstable sort.
+    sub_run = {}
+    for qid in answered:
+        order = ranked({str(doc): float(score) for doc, score in run[qid].items()})
+        sub_run[qid] = {doc: float(len(order) - rank) for rank, (doc, _) in enumerate(order)}
+    with warnings.catch_warnings():
+        # ranx hashes doc ids to uint64 and numba warns on every cast.
+        warnings.simplefilter("ignore", NumbaTypeSafetyWarning)
+        # With return_mean=False and a single metric, ranx looks its result up by the short name
+        # ("ndcg" for "ndcg@10") and raises KeyError; asking for it twice returns the dict.
+        scores = ranx.evaluate(sub_qrels, sub_run, names if len(names) > 1 else names * 2, return_mean=False)
+    return answered, {name: scores[name] for name in names}
 
 
 def evaluate_run(qrels: QrelsMap, run: RunMap, ks: Iterable[int] = DEFAULT_KS) -> dict[str, float]:
@@ -82,21 +112,65 @@ def evaluate_run(qrels: QrelsMap, run: RunMap, ks: Iterable[int] = DEFAULT_KS) -
     names = ["ndcg@10", "mrr@10", "map@100", *(f"recall@{k}" for k in cutoffs)]
     judged = _judged(qrels)
 
-    answered = [qid for qid in judged if run.get(qid)]
-    totals = dict.fromkeys(names, 0.0)
-    if answered:
-        sub_qrels = {qid: judged[qid] for qid in answered}
-        # Re-score by rank so ranx sees our tie-breaking, not its unstable sort.
-        sub_run = {}
-        for qid in answered:
-            order = ranked({str(doc): float(score) for doc, score in run[qid].items()})
-            sub_run[qid] = {doc: float(len(order) - rank) for rank, (doc, _) in enumerate(order)}
-        with warnings.catch_warnings():
-            # ranx hashes doc ids to uint64 and numba warns on every cast.
-            warnings.simplefilter("ignore", NumbaTypeSafetyWarning)
-            per_query = ranx.evaluate(sub_qrels, sub_run, names, return_mean=False)
-        totals = {name: float(np.sum(per_query[name])) for name in names}
-    return {name: totals[name] / len(judged) for name in names}
+    _, per_query = _per_query(judged, run, names)
+    return {name: float(np.sum(per_query[name])) / len(judged) for name in names}
+
+
+def _ndcg_name(k: int) -> str:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise InputError("k", f"must be a positive integer, got {k!r}")
+    return f"ndcg@{k}"
+
+
+def ndcg_per_query(qrels: QrelsMap, run: RunMap, k: int = 10) -> dict[str, float]:
+    """nDCG@k of each query of ``qrels``, with ranx (trec_eval's ``ndcg_cut``).
+
+    ``DCG@k = sum over ranks r = 1..k of grade(doc at r) / log2(r + 1)``, over the
+    run's order with ties by doc id, divided by the DCG of the ideal order of *all*
+    the query's relevant documents, those the run missed included (Järvelin and
+    Kekäläinen, 2002). Grades are linear gains; grades <= 0 count as non-relevant.
+    A run is a mapping, so each document counts once: a caller that ranks chunks
+    pools them into documents first (see :func:`max_pool`).
+
+    Args:
+        qrels: query id -> doc id -> grade.
+        run: query id -> doc id -> score (higher is better).
+        k: the cutoff.
+
+    Returns:
+        query id -> nDCG@k in [0, 1] for every query of ``qrels``, in its order; 0.0
+        for a query without a relevant document or without results.
+
+    Raises:
+        InputError: ``k`` is not a positive integer.
+    """
+    name = _ndcg_name(k)
+    answered, per_query = _per_query(_relevant(qrels), run, [name])
+    values = dict(zip(answered, per_query[name].tolist()))
+    return {str(qid): float(values.get(str(qid), 0.0)) for qid in qrels}
+
+
+def ndcg(qrels: QrelsMap, run: RunMap, k: int = 10) -> float:
+    """Mean nDCG@k (see :func:`ndcg_per_query`) over the queries of ``qrels`` with a relevant document.
+
+    The ``ndcg@k`` of :func:`evaluate_run`: a query the run did not answer scores 0;
+    queries without a relevant document are not counted.
+
+    Args:
+        qrels: query id -> doc id -> grade.
+        run: query id -> doc id -> score (higher is better).
+        k: the cutoff.
+
+    Returns:
+        The mean, in [0, 1].
+
+    Raises:
+        InputError: no query in ``qrels`` has a relevant document, or ``k`` is not a positive integer.
+    """
+    name = _ndcg_name(k)
+    judged = _judged(qrels)
+    _, per_query = _per_query(judged, run, [name])
+    return float(np.sum(per_query[name])) / len(judged)
 
 
 def max_pool(chunk_hits: Iterable[tuple[str, float]]) -> dict[str, float]:

@@ -34,11 +34,10 @@ from eval.metrics import (
 )
 from eval.report import write_answer_report, write_retrieval_report
 from rag.config import Settings
-from rag.embedding import Embedder
 from rag.errors import GeneratorUnavailableError, InputError
 from rag.generation.client import Generator
-from rag.index.store import Store
-from rag.pipeline import RagPipeline, load_reranker
+from rag.pipeline import RagPipeline
+from rag.runtime import open_runtime
 from rag.types import Answer, ScoredChunk
 from rag.verify.claims import strip_citations
 from rag.verify.spans import new_information as short_answer
@@ -65,18 +64,8 @@ class _StageRuns:
     latency: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES})
 
 
-# pipeline ----------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _pipeline(settings: Settings, generator: Generator | None = None) -> Iterator[RagPipeline]:
-    store = Store(settings.sqlalchemy_url)
-    try:
-        embedder = Embedder(settings.embedding).warm_up()
-        reranker, status = load_reranker(settings)
-        yield RagPipeline(settings, store, embedder, reranker, status, generator=generator)
-    finally:
-        store.close()
+def _quiet(_: str) -> None:
+    """Start-up lines are not part of an evaluation's output."""
 
 
 def _prepare(
@@ -173,25 +162,27 @@ def run_retrieval_eval(
 
     stage = _StageRuns()
     mined: list[dict[str, Any]] = []
-    with _pipeline(settings) as pipeline:
-        idx = pipeline.index(name)
+    with open_runtime(settings, generator=False, log=_quiet) as runtime:
+        pipeline = runtime.pipeline
+        retriever = pipeline.retriever(name)
+        reader = retriever.collection
         reranker = pipeline.reranker
         depth = max(DOC_DEPTH, settings.retrieval.candidates)
         cover_n = reranker.top_n if reranker is not None else DEFAULT_COVERAGE_N
         with _progress(console, f"retrieval {data.name}") as bar:
             task = bar.add_task("queries", total=len(queries))
             for qid, text in queries.items():
-                result = pipeline.retriever.retrieve(idx, text, candidates=depth)
-                t = result.timings_ms
-                docs = _external_ids(pipeline, idx.info.id, result.fused, [*result.bm25, *result.dense])
+                result = retriever.run(text, candidates=depth)
+                t = result.timings
+                docs = _external_ids(pipeline, reader.info.id, result.fused, [*result.bm25, *result.dense])
                 lists: dict[str, list[tuple[int, float]]] = {
                     "bm25": [(h.chunk_id, h.score) for h in result.bm25],
                     "dense": [(h.chunk_id, h.score) for h in result.dense],
                     "hybrid": [(s.chunk.chunk_id, s.score) for s in result.fused],
                 }
-                hybrid_ms = t.get("filter", 0.0) + t["bm25"] + t["embed"] + t["dense"] + t["fuse"]
-                stage.latency["bm25"].append(t["bm25"])
-                stage.latency["dense"].append(t["embed"] + t["dense"])
+                hybrid_ms = t.retrieval
+                stage.latency["bm25"].append(t.bm25)
+                stage.latency["dense"].append(t.embed + t.dense)
                 stage.latency["hybrid"].append(hybrid_ms)
                 final = result.fused
                 if reranker is not None:
@@ -201,7 +192,7 @@ def run_retrieval_eval(
                     stage.latency["rerank"].append(hybrid_ms + rerank_ms)
                     if reranker.weight < 1.0:
                         # The cross-encoder's own order, to show what blending with retrieval adds.
-                        head = sorted(final[:cover_n], key=lambda s: (-s.scores["rerank"], s.chunk.chunk_id))
+                        head = sorted(final[:cover_n], key=lambda s: (-s.scores.rerank, s.chunk.chunk_id))
                         alone = [*head, *final[cover_n:]]
                         lists["cross-encoder"] = [(s.chunk.chunk_id, float(len(alone) - i)) for i, s in enumerate(alone)]
                         stage.latency["cross-encoder"].append(hybrid_ms + rerank_ms)
@@ -218,7 +209,7 @@ def run_retrieval_eval(
             "reranker_weight": reranker.weight if reranker is not None else None,
             "reranker_lexical_share": reranker.lexical_share if reranker is not None else None,
             "reranker_max_length": reranker.max_length if reranker is not None else None,
-            "dense_index": idx.dense.kind,
+            "dense_index": reader.dense.kind,
             "rrf_k": settings.retrieval.rrf_k,
             "candidates": depth,
             "chunk_size": settings.chunking.size,
@@ -379,10 +370,8 @@ def run_answer_eval(
 
     rows: list[dict[str, Any]] = []
     errors: list[dict[str, str]] = []
-    with contextlib.ExitStack() as stack:
-        if generator is None:
-            generator = _open_generator(settings, stack)
-        pipeline = stack.enter_context(_pipeline(settings, generator))
+    with open_runtime(settings, generator=generator or True, log=_quiet) as runtime:
+        pipeline = runtime.pipeline
         with _progress(console, f"answers {data.name}") as bar:
             task = bar.add_task("questions", total=len(questions))
             for qid, question in questions.items():
@@ -418,15 +407,6 @@ def run_answer_eval(
     return {**report, "out_dir": out}
 
 
-def _open_generator(settings: Settings, stack: contextlib.ExitStack) -> Generator:
-    if settings.generator.url:
-        return Generator(settings.generator).warm_up()
-    from rag.generation.local_server import LocalLlamaServer
-
-    server = stack.enter_context(LocalLlamaServer(settings.generator, settings.data_dir))
-    return Generator(settings.generator, base_url=server.url).warm_up()
-
-
 def _answer_row(qid: str, question: str, golds: list[str], gold_docs: set[str], answer: Answer) -> dict[str, Any]:
     prediction = "" if answer.abstained else strip_citations(answer.answer)
     short = "" if answer.abstained else short_answer(question, prediction)
@@ -451,7 +431,7 @@ def _answer_row(qid: str, question: str, golds: list[str], gold_docs: set[str], 
         "cited_gold": sum(doc in gold_docs for doc in cited),
         "cited": len(cited),
         "gold_cited": bool(gold_docs.intersection(cited)),
-        "timings": answer.timings_ms,
+        "timings": answer.timings.as_dict(),
     }
 
 

@@ -1,4 +1,4 @@
-"""Admin operations behind ``rag collections``, ``rag stats`` and ``rag compact``."""
+"""Admin operations behind ``rag delete``, ``rag collections``, ``rag stats`` and ``rag compact``."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ import shutil
 from typing import Any
 
 from rag.config import Settings
-from rag.index.collection import CollectionIndex, collection_dir
-from rag.index.store import Store
+from rag.index.collection import bytes_on_disk, collection_dir, open_lexical
+from rag.index.store import CollectionInfo, Store
+from rag.index.writer import CollectionWriter, open_dense
 
 
-def open_index(settings: Settings, store: Store, name: str) -> CollectionIndex:
-    """Open a collection's indexes with the model recorded for it (no model loading)."""
-    info = store.collection(name)
+def _model(settings: Settings, info: CollectionInfo) -> tuple[str, int]:
+    """The embedding model and dimension recorded for a collection (loads the model only when none is)."""
     model = info.settings.get("embedding_model") or settings.embedding.model
     dim = int(info.settings.get("dim") or 0)
     if not dim:
@@ -20,7 +20,32 @@ def open_index(settings: Settings, store: Store, name: str) -> CollectionIndex:
 
         emb = Embedder(settings.embedding).warm_up()
         model, dim = emb.model_id, emb.dim
-    return CollectionIndex(settings, store, info, model, dim)
+    return model, dim
+
+
+def open_writer(settings: Settings, store: Store, name: str) -> CollectionWriter:
+    """The collection's writer, with the model recorded for it; enter it to write.
+
+    Raises:
+        NotFoundError: the collection does not exist.
+    """
+    info = store.collection(name)
+    return CollectionWriter(settings, store, info, *_model(settings, info))
+
+
+def delete_documents(
+    settings: Settings, store: Store, collection: str, *, external_id: str | None = None, source_prefix: str | None = None
+) -> int:
+    """Delete one document or every document under a source prefix (see :meth:`CollectionWriter.delete`).
+
+    Returns:
+        Number of documents deleted.
+
+    Raises:
+        CollectionBusyError: another process is writing to the collection.
+    """
+    with open_writer(settings, store, collection) as writer:
+        return writer.delete(external_id=external_id, source_prefix=source_prefix)
 
 
 def collection_stats(settings: Settings, store: Store, name: str) -> dict[str, Any]:
@@ -32,29 +57,30 @@ def collection_stats(settings: Settings, store: Store, name: str) -> dict[str, A
             "documents": counts["documents"], "chunks": counts["chunks"], "vectors": 0, "tombstones": 0,
             "lexical_docs": 0, "index_type": None, "bytes": 0,
         }
-    idx = open_index(settings, store, name)
-    hidden = store.hidden_chunk_ids(info.id)
     import numpy as np
 
-    dense_ids = idx.dense.ids()
+    model, dim = _model(settings, info)
+    directory = collection_dir(settings, info.name)
+    dense = open_dense(settings, store, info, directory, model, dim)
+    lexical = open_lexical(settings, directory)
+    hidden = store.hidden_chunk_ids(info.id)
+    dense_ids = dense.ids()
     return {
         "documents": counts["documents"],
         "chunks": counts["chunks"],
-        "vectors": int(idx.dense.ntotal),
+        "vectors": int(dense.ntotal),
         "tombstones": int(np.isin(dense_ids, hidden).sum()) if len(hidden) else 0,
-        "lexical_docs": int(idx.lexical.count()),
-        "index_type": idx.dense.kind,
-        "bytes": int(idx.bytes_on_disk()),
-        "embedding_model": idx.model_id,
+        "lexical_docs": int(lexical.count()),
+        "index_type": dense.kind,
+        "bytes": int(bytes_on_disk(directory)),
+        "embedding_model": model,
     }
 
 
 def compact(settings: Settings, store: Store, name: str) -> dict[str, int]:
     """Remove tombstones from a collection's indexes and database rows."""
-    idx = open_index(settings, store, name)
-    with idx.writing():
-        idx.reconcile()
-        return idx.compact()
+    with open_writer(settings, store, name) as writer:
+        return writer.compact()
 
 
 def drop(settings: Settings, store: Store, name: str) -> None:

@@ -1,6 +1,6 @@
-"""The ingestion pipeline: load, chunk, embed, stage, index, activate.
+"""The ingestion pipeline: source, parse, chunk, embed, then the collection's writer, over batches.
 
-Atomic per document and safe under ``kill -9``: see :mod:`rag.index.collection`.
+Atomic per document and safe under ``kill -9``: see :mod:`rag.index.writer`.
 """
 
 from __future__ import annotations
@@ -10,16 +10,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from indexer.loaders import LoadFailure, iter_files, load_file
+from indexer.sources import FileSource
 from rag.chunking import Chunker, embedding_text
 from rag.config import Settings
 from rag.embedding import Embedder
-from rag.errors import FileError
-from rag.index.collection import CollectionIndex
-from rag.index.store import ActiveDoc, Store, StagedDoc, content_sha256
-from rag.types import ChunkDraft, Document
+from rag.index.store import Store, content_sha256
+from rag.index.writer import CollectionWriter, DocumentVersion, WriteReport
+from rag.interfaces import Source
+from rag.types import Document, LoadFailure
 
 STAGES = ("load", "chunk", "embed", "db", "dense", "lexical")
 
@@ -43,6 +41,15 @@ class IngestReport:
         self.documents_failed += 1
         self.failures.append({"path": path, "reason": reason})
 
+    def add_write(self, w: WriteReport) -> None:
+        """Count what the writer did."""
+        self.documents_added += w.documents_added
+        self.documents_updated += w.documents_updated
+        self.chunks_added += w.chunks_added
+        self.timings_s["db"] += w.db_s
+        self.timings_s["dense"] += w.dense_s
+        self.timings_s["lexical"] += w.lexical_s
+
     def as_json(self) -> dict[str, object]:
         """The summary object printed by ``rag ingest --json``."""
         return {
@@ -61,22 +68,6 @@ Progress = Callable[[int, int], None]
 """Called with (documents done in this call, chunks added in this call)."""
 
 
-@dataclass
-class _Pending:
-    doc: Document
-    sha: str
-    chunks: list[ChunkDraft]
-    replaces: ActiveDoc | None
-
-
-class _Clock:
-    def __init__(self, report: IngestReport) -> None:
-        self.report = report
-
-    def __call__(self, stage: str) -> _Timer:
-        return _Timer(self.report, stage)
-
-
 class _Timer:
     def __init__(self, report: IngestReport, stage: str) -> None:
         self.report, self.stage = report, stage
@@ -89,13 +80,18 @@ class _Timer:
 
 
 class Ingestor:
-    """Ingests files into one collection.
+    """Ingests documents into one collection.
 
     Args:
         settings: service settings.
         store: the database.
-        embedder: a warmed-up embedder.
+        embedder: the embedder (warmed up here).
         collection: collection name, created when missing.
+
+    Example:
+        >>> report = Ingestor(settings, store, Embedder(settings.embedding), "handbook").ingest([Path("data")])  # doctest: +SKIP
+        >>> report.as_json()["documents_added"]  # doctest: +SKIP
+        10
     """
 
     def __init__(self, settings: Settings, store: Store, embedder: Embedder, collection: str) -> None:
@@ -104,16 +100,13 @@ class Ingestor:
         self.embedder = embedder.warm_up()
         self.chunker = Chunker(settings.chunking, self.embedder.tokenizer, self.embedder.max_seq_length)
         self.info = store.ensure_collection(collection)
-        self._check_collection_settings()
-        self.index = CollectionIndex(settings, store, self.info, self.embedder.model_id, self.embedder.dim)
-        self._job_id: int | None = None
+        if not self.info.settings.get("embedding_model"):
+            # A different model later is refused by the FAISS manifest with a clear message.
+            store.update_collection_settings(collection, {"embedding_model": self.embedder.model_id, "dim": self.embedder.dim})
 
-    def _check_collection_settings(self) -> None:
-        wanted = {"embedding_model": self.embedder.model_id, "dim": self.embedder.dim}
-        stored = self.info.settings
-        if not stored.get("embedding_model"):
-            self.store.update_collection_settings(self.info.name, wanted)
-        # A different model is refused by the FAISS manifest with a clear message.
+    def writer(self) -> CollectionWriter:
+        """A writer for this collection (enter it to take the lock)."""
+        return CollectionWriter(self.settings, self.store, self.info, self.embedder.model_id, self.embedder.dim)
 
     def ingest(
         self,
@@ -124,7 +117,7 @@ class Ingestor:
         fail_fast: bool = False,
         progress: Progress | None = None,
     ) -> IngestReport:
-        """Ingest files and directories.
+        """Ingest files and directories (see :class:`indexer.sources.FileSource`).
 
         Args:
             paths: files or directories (read recursively).
@@ -139,177 +132,109 @@ class Ingestor:
         Raises:
             CollectionBusyError: another process is writing to this collection.
         """
+        paths = list(paths)
+        source = FileSource(paths, include=include, exclude=exclude, max_file_bytes=self.settings.ingest.max_file_bytes)
+        return self.ingest_source(source, [str(p) for p in paths], fail_fast=fail_fast, progress=progress)
+
+    def ingest_source(
+        self, source: Source, label: list[str], *, fail_fast: bool = False, progress: Progress | None = None
+    ) -> IngestReport:
+        """Ingest every document a :class:`~rag.interfaces.Source` yields.
+
+        Args:
+            source: where the documents come from.
+            label: what the ingestion job records as its input (paths, a URI).
+            fail_fast: stop at the first failure.
+            progress: callback for progress bars.
+
+        Raises:
+            CollectionBusyError: another process is writing to this collection.
+        """
         report = IngestReport()
         t0 = time.perf_counter()
-        with self.index.writing():
-            job_id = None
+        with self.writer() as writer:
+            rec = writer.reconciled
+            report.reconciled = rec.__dict__ if rec.changed else {}
+            job_id = self.store.start_job(self.info.id, label)
             try:
-                rec = self.index.reconcile()
-                report.reconciled = rec.__dict__ if rec.changed else {}
-                paths = list(paths)
-                job_id = self.store.start_job(self.info.id, [str(p) for p in paths])
-                self._job_id = job_id
-                self._run(self._documents(paths, include, exclude, report, fail_fast), report, fail_fast, progress)
+                self._run(writer, job_id, self._documents(source, report, fail_fast), report, progress)
                 report.seconds = time.perf_counter() - t0
-                self.store.finish_job(job_id, "done", report.as_json())
             except BaseException:
-                if job_id is not None:
-                    report.seconds = time.perf_counter() - t0
-                    try:
-                        self.store.finish_job(job_id, "failed", report.as_json())
-                    except Exception:  # the original error matters more
-                        pass
+                report.seconds = time.perf_counter() - t0
+                try:
+                    self.store.finish_job(job_id, "failed", report.as_json())
+                except Exception:  # the original error matters more
+                    pass
                 raise
+            report.add_write(writer.commit())
+        report.seconds = time.perf_counter() - t0
+        self.store.finish_job(job_id, "done", report.as_json())
         return report
 
-    def _documents(
-        self,
-        paths: list[Path],
-        include: list[str] | None,
-        exclude: list[str] | None,
-        report: IngestReport,
-        fail_fast: bool,
-    ) -> Iterator[Document]:
-        clock = _Clock(report)
-        for item in iter_files(paths, include, exclude):
+    def _documents(self, source: Source, report: IngestReport, fail_fast: bool) -> Iterator[Document]:
+        it = source.iter_documents()
+        while True:
+            with _Timer(report, "load"):
+                item = next(it, None)
+            if item is None:
+                return
             if isinstance(item, LoadFailure):
                 report.fail(item.path, item.reason)
                 if fail_fast:
                     return
                 continue
-            try:
-                it = load_file(item, self.settings.ingest.max_file_bytes)
-                while True:
-                    with clock("load"):
-                        doc = next(it, None)
-                    if doc is None:
-                        break
-                    if isinstance(doc, LoadFailure):
-                        report.fail(doc.path, doc.reason)
-                        if fail_fast:
-                            return
-                        continue
-                    yield doc
-            except FileError as exc:
-                report.fail(exc.path, exc.reason)
-                if fail_fast:
-                    return
+            yield item
 
     def _run(
-        self, docs: Iterator[Document], report: IngestReport, fail_fast: bool, progress: Progress | None
+        self, writer: CollectionWriter, job_id: int, docs: Iterator[Document], report: IngestReport,
+        progress: Progress | None,
     ) -> None:
         batch: list[Document] = []
-        seen: dict[str, str] = {}
-        staged: list[StagedDoc] = []
-        last_commit = time.perf_counter()
+        seen: set[str] = set()
         batch_size = self.settings.ingest.batch_documents
         for doc in docs:
             if doc.external_id in seen:
                 report.fail(doc.source, f"duplicate document id {doc.external_id!r} in this ingest; first kept")
                 continue
-            seen[doc.external_id] = doc.source
+            seen.add(doc.external_id)
             batch.append(doc)
             if len(batch) >= batch_size:
-                staged += self._stage_batch(batch, report, progress)
+                self._write_batch(writer, job_id, batch, report, progress)
                 batch = []
-                # Commit by time so small corpora become searchable quickly and large ones
-                # are not slowed by a FAISS write per batch.
-                if time.perf_counter() - last_commit > self.settings.ingest.commit_interval_s:
-                    self._commit(staged, report)
-                    staged, last_commit = [], time.perf_counter()
         if batch:
-            staged += self._stage_batch(batch, report, progress)
-        self._commit(staged, report)
+            self._write_batch(writer, job_id, batch, report, progress)
 
-    def _stage_batch(self, batch: list[Document], report: IngestReport, progress: Progress | None) -> list[StagedDoc]:
-        clock = _Clock(report)
-        with clock("db"):
-            active = self.store.active_docs(self.info.id, [d.external_id for d in batch])
-        todo: list[_Pending] = []
-        unchanged = 0
-        with clock("chunk"):
+    def _write_batch(
+        self, writer: CollectionWriter, job_id: int, batch: list[Document], report: IngestReport,
+        progress: Progress | None,
+    ) -> None:
+        with _Timer(report, "db"):
+            active = writer.existing([d.external_id for d in batch])
+        todo: list[tuple[Document, str, list, int | None]] = []
+        with _Timer(report, "chunk"):
             for doc in batch:
                 sha = content_sha256(doc)
                 prev = active.get(doc.external_id)
                 if prev is not None and prev.sha256 == sha:
-                    unchanged += 1
+                    report.documents_unchanged += 1
                     continue
                 chunks = self.chunker.chunk(doc)
                 if not chunks:
                     report.fail(doc.source if doc.source != doc.external_id else doc.external_id, "document has no text")
                     continue
-                todo.append(_Pending(doc, sha, chunks, prev))
-        report.documents_unchanged += unchanged
-        if not todo:
-            if progress:
-                progress(len(batch), 0)
-            return []
-        texts = [embedding_text(p.doc.title, c.text) for p in todo for c in p.chunks]
-        with clock("embed"):
-            vectors = self.embedder.embed_documents(texts)
-        items = []
-        offset = 0
-        for p in todo:
-            n = len(p.chunks)
-            items.append((p.doc, p.sha, p.chunks, vectors[offset : offset + n], p.replaces.id if p.replaces else None))
-            offset += n
-        with clock("db"):
-            staged = self.store.stage(self.info.id, self._job_id, items)
-        all_ids = np.asarray([cid for s in staged for cid in s.chunk_ids], dtype=np.int64)
-        with clock("dense"):
-            self.index.dense.add(all_ids, vectors)
-        with clock("lexical"):
-            self.index.lexical.add(zip(all_ids.tolist(), texts))
-        for p in todo:
-            if p.replaces is None:
-                report.documents_added += 1
-            else:
-                report.documents_updated += 1
-        report.chunks_added += len(all_ids)
+                todo.append((doc, sha, chunks, prev.id if prev else None))
+        written = 0
+        if todo:
+            texts = [embedding_text(doc.title, c.text) for doc, _sha, chunks, _r in todo for c in chunks]
+            with _Timer(report, "embed"):
+                vectors = self.embedder.embed_documents(texts)
+            versions, offset = [], 0
+            for doc, sha, chunks, replaces in todo:
+                n = len(chunks)
+                versions.append(DocumentVersion(doc, sha, chunks, vectors[offset : offset + n], replaces, texts[offset : offset + n]))
+                offset += n
+            w = writer.write(versions, job_id=job_id)
+            report.add_write(w)
+            written = len(texts)
         if progress:
-            progress(len(batch), len(all_ids))
-        return staged
-
-    def _commit(self, staged: list[StagedDoc], report: IngestReport) -> None:
-        if not staged:
-            return
-        clock = _Clock(report)
-        with clock("lexical"):
-            self.index.lexical.commit()
-        with clock("dense"):
-            self.index.dense.save()
-        with clock("db"):
-            self.store.activate(staged)
-        replaced = [s.replaces for s in staged if s.replaces is not None]
-        if replaced:
-            with clock("lexical"):
-                self.index.remove_lexical(self.store.chunk_ids_of_docs(replaced))
-
-
-def delete_documents(
-    settings: Settings,
-    store: Store,
-    embedder_model: str,
-    dim: int,
-    collection: str,
-    *,
-    external_id: str | None = None,
-    source_prefix: str | None = None,
-) -> int:
-    """Delete one document or every document under a source prefix.
-
-    The database tombstones them in one transaction (they vanish from search at once), tantivy
-    drops their chunks, and FAISS keeps their vectors as tombstones until ``rag compact``.
-
-    Returns:
-        Number of documents deleted.
-    """
-    info = store.collection(collection)
-    index = CollectionIndex(settings, store, info, embedder_model, dim)
-    with index.writing():
-        index.reconcile()
-        before = set(store.docs_in_state(info.id, "deleted"))
-        n = store.tombstone(info.id, external_id=external_id, source_prefix=source_prefix)
-        new = [d for d in store.docs_in_state(info.id, "deleted") if d not in before]
-        index.remove_lexical(store.chunk_ids_of_docs(new))
-        return n
+            progress(len(batch), written)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import httpx
 
-from rag.generation.local_server import free_port
+from rag.runtime.processes import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 

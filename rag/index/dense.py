@@ -35,7 +35,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +45,7 @@ import numpy as np
 
 from rag.config import DenseConfig
 from rag.errors import ConfigError, IndexMismatchError, InputError, RagError
+from rag.fileio import atomic_write, atomic_write_bytes
 from rag.types import Hit
 
 log = logging.getLogger(__name__)
@@ -154,33 +154,6 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write ``path`` through a temporary file in the same directory, fsync, rename."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
 
 
 def _as_ids(ids: Any, name: str) -> np.ndarray:
@@ -314,7 +287,7 @@ class DenseIndex:
         generation = self._generation + 1
         name = f"dense.{generation}.faiss"
         path = self.directory / name
-        _atomic_write(path, lambda tmp: faiss.write_index(self._index, str(tmp)))
+        atomic_write(path, lambda tmp: faiss.write_index(self._index, str(tmp)))
         manifest = {
             "format": FORMAT_VERSION,
             "model_id": self.model_id,
@@ -329,7 +302,7 @@ class DenseIndex:
             "generation": generation,
         }
         data = json.dumps(manifest, indent=2, sort_keys=True).encode()
-        _atomic_write(self.manifest_path, lambda tmp: tmp.write_bytes(data))
+        atomic_write_bytes(self.manifest_path, data)
         self._generation = generation
         self._manifest_stat = self._read_manifest()[1]
         for old in self.directory.glob("dense.*.faiss"):

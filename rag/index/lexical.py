@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ import tantivy
 
 from rag.config import LexicalConfig
 from rag.errors import IndexMismatchError, InputError
+from rag.fileio import atomic_write_text
 from rag.types import Hit
 
 log = logging.getLogger(__name__)
@@ -71,16 +70,7 @@ def _build_analyzer(config: LexicalConfig) -> Any | None:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True))
 
 
 def _as_ids(ids: Any, name: str) -> list[int]:

@@ -88,7 +88,7 @@ class Reranker:
 
         Returns:
             New ScoredChunk objects, sorted descending by their new ``score``: the
-            :func:`blend` of the cross-encoder score (kept in ``scores["rerank"]``)
+            :func:`blend` of the cross-encoder score (kept in ``scores.rerank``)
             and the retrieval score, with :attr:`weight`; the cross-encoder score alone at weight 1.
         """
         if not candidates:
@@ -99,14 +99,14 @@ class Reranker:
         final = raw
         if self.weight < 1.0:
             mix = retrieval_mix(
-                [c.scores.get("bm25") for c in candidates],
-                [c.scores.get("dense") for c in candidates],
+                [c.scores.bm25 for c in candidates],
+                [c.scores.dense for c in candidates],
                 [c.score for c in candidates],
                 self.lexical_share,
             )
             final = blend(raw, mix, self.weight)
         scored = [
-            replace(c, score=f, scores={**c.scores, "rerank": s}) for c, s, f in zip(candidates, raw, final)
+            replace(c, score=f, scores=c.scores.with_(rerank=s)) for c, s, f in zip(candidates, raw, final)
         ]
         scored.sort(key=lambda c: (-c.score, c.chunk.chunk_id))
         return scored[: top_k if top_k is not None else len(scored)]

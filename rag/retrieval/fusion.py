@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from rag.types import FusedHit, Hit
+from rag.types import FusedHit, Hit, StageScores
 
 
 def reciprocal_rank_fusion(
@@ -18,13 +18,13 @@ def reciprocal_rank_fusion(
     (Cormack, Clarke and Büttcher, SIGIR 2009). Lists must already be sorted best first.
 
     Args:
-        rankings: stage name -> hits, best first. Inputs are not modified.
+        rankings: stage name (``bm25`` or ``dense``) -> hits, best first. Inputs are not modified.
         k: the RRF constant.
         weights: optional per-stage weights (default 1.0).
 
     Returns:
         New :class:`FusedHit` objects sorted by fused score descending, ties by chunk id;
-        ``scores`` holds each stage's original score and the fused ``rrf`` score.
+        ``scores`` holds each stage's original score and the ``fused`` score.
     """
     if k < 1:
         raise ValueError("k must be >= 1")
@@ -42,4 +42,4 @@ def reciprocal_rank_fusion(
             fused[hit.chunk_id] = fused.get(hit.chunk_id, 0.0) + w / (k + rank)
             per_stage.setdefault(hit.chunk_id, {})[stage] = float(hit.score)
     ordered = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
-    return [FusedHit(cid, score, {**per_stage[cid], "rrf": score}) for cid, score in ordered]
+    return [FusedHit(cid, score, StageScores(**per_stage[cid], fused=score)) for cid, score in ordered]

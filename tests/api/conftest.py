@@ -14,7 +14,7 @@ from api.main import create_app
 from indexer.pipeline import Ingestor
 from rag.config import Settings, load_settings
 from rag.generation.client import Generator
-from rag.generation.local_server import LocalLlamaServer
+from rag.runtime.llama_server import LocalLlamaServer
 from rag.index.store import Store
 from rag.pipeline import RagPipeline
 

@@ -17,6 +17,8 @@ from eval.metrics import (
     exact_match,
     hard_negatives,
     max_pool,
+    ndcg,
+    ndcg_per_query,
     normalize_answer,
     percentiles,
     token_f1,
@@ -87,6 +89,19 @@ def test_evaluate_run_matches_pytrec_eval_on_adi() -> None:
     ours = evaluate_run(dataset.qrels, run)
     assert_agree(ours, reference_metrics(dataset.qrels, run))
     assert ours["recall@100"] == pytest.approx(1.0)  # 82 docs, all ranked
+
+
+@pytest.mark.parametrize("graded", [False, True], ids=["binary", "graded"])
+def test_ndcg_helpers_match_pytrec_eval(graded: bool) -> None:
+    """The one nDCG that training, blending and the benchmark call agrees with trec_eval per query and on average."""
+    qrels, run = synthetic(graded)
+    judged = {q: r for q, r in qrels.items() if any(g > 0 for g in r.values())}
+    answered = {q: docs for q, docs in run.items() if q in judged and docs}
+    ref = pytrec_eval.RelevanceEvaluator(judged, {"ndcg_cut.10"}).evaluate(answered)
+    per_query = ndcg_per_query(qrels, run)
+    for q in judged:
+        assert per_query[q] == pytest.approx(ref.get(q, {}).get("ndcg_cut_10", 0.0), abs=1e-9), q
+    assert ndcg(qrels, run) == pytest.approx(reference_metrics(qrels, run)["ndcg@10"], abs=1e-9)
 
 
 def test_graded_ndcg_by_hand() -> None:

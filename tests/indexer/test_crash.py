@@ -37,11 +37,11 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from indexer.admin import collection_stats, open_index
-from indexer.pipeline import delete_documents
+from indexer.admin import collection_stats, delete_documents, open_writer
 from rag.config import Settings
 from rag.index.collection import collection_dir
 from rag.index.store import ACTIVE, DELETED, PENDING, ChunkRow, DocumentRow, IngestionJobRow, Store
+from rag.index.reader import CollectionReader
 from rag.retrieval.hybrid import HybridRetriever
 from tests.conftest import REPO
 
@@ -290,9 +290,8 @@ class Harness:
 
     def delete(self, key: str) -> None:
         """Delete one document in-process, with the function behind ``rag delete --id``."""
-        idx = open_index(self.settings, self.store, COLLECTION)
         external_id = self.corpus.external_ids[key]
-        n = delete_documents(self.settings, self.store, idx.model_id, idx.dim, COLLECTION, external_id=external_id)
+        n = delete_documents(self.settings, self.store, COLLECTION, external_id=external_id)
         assert n == 1
         self.seen.pop(key, None)
 
@@ -320,11 +319,10 @@ class Harness:
         """Reconcile as the service does, then check the invariants on what is on disk."""
         t = self.tally
         t.checks += 1
-        idx = open_index(self.settings, self.store, COLLECTION)
-        with idx.writing():
-            if idx.reconcile().changed:
+        with open_writer(self.settings, self.store, COLLECTION) as writer:
+            if writer.reconciled.changed:
                 t.reconciles_that_repaired += 1
-        fresh = open_index(self.settings, self.store, COLLECTION)
+        fresh = open_writer(self.settings, self.store, COLLECTION)  # not entered: its indexes as on disk
         cid = fresh.info.id
         where = f"after check {t.checks}"
 
@@ -467,15 +465,15 @@ def test_kill_9_during_ingest_and_compact_loses_nothing(db_url, make_settings, e
 
         # The last run re-adds the deleted documents; the collection is the latest corpus, exactly.
         assert h.ingest(None)
-        idx = open_index(settings, store, COLLECTION)
+        idx = CollectionReader(settings, store, store.collection(COLLECTION), embedder)
         active = {corpus.key_of(e) for e in store_active_external_ids(store, idx.info.id)}
         assert active == set(corpus.marks)
         assert h.seen == corpus.marks
         h.tally.orphan_temp_files = len(list(idx.directory.rglob("*.tmp")))
-        retriever = HybridRetriever(settings.retrieval, embedder)
+        retriever = HybridRetriever(idx, settings.retrieval)
         latest = [k for k, v in corpus.marks.items() if v == corpus.version]
         for key in sorted(rng.sample(latest, 3)) + ["guide0"]:
-            hits = retriever.retrieve(idx, marker(key, corpus.marks[key]), candidates=5).fused
+            hits = retriever.run(marker(key, corpus.marks[key]), candidates=5).fused
             assert corpus.external_ids[key] in [s.chunk.external_id for s in hits], key
     finally:
         store.close()

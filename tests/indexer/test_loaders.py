@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from indexer import loaders
-from indexer.loaders import LoadFailure, iter_files, load_file
+from indexer.loaders import registry as loaders
+from indexer.sources import iter_files, load_file
 from rag.errors import FileError
-from rag.types import Document
+from rag.types import Document, LoadFailure
 from tests.indexer.badfiles import make_blank_pdf, make_bad_corpus, make_encrypted_pdf, make_text_pdf
 
 MAX = 1_000_000

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer.admin import collection_stats, compact
-from indexer.pipeline import Ingestor, delete_documents
+from indexer.admin import collection_stats, compact, delete_documents
+from indexer.pipeline import Ingestor
+from rag.index.reader import CollectionReader
 from rag.index.store import ACTIVE, DELETED, PENDING, Store
 from rag.retrieval.hybrid import HybridRetriever
 from tests.indexer.badfiles import make_bad_corpus
@@ -36,10 +37,14 @@ def write_corpus(root: Path) -> Path:
 
 def search_ids(ingestor: Ingestor, query: str, k: int = 5) -> list[str]:
     """External ids of the documents that a hybrid search returns."""
-    retriever = HybridRetriever(ingestor.settings.retrieval, ingestor.embedder)
-    ingestor.index.refresh()
-    result = retriever.retrieve(ingestor.index, query, candidates=k)
+    retriever = HybridRetriever(reader(ingestor), ingestor.settings.retrieval)
+    result = retriever.run(query, candidates=k)
     return [s.chunk.external_id for s in result.fused]
+
+
+def reader(ingestor: Ingestor) -> CollectionReader:
+    """A fresh reader of the ingestor's collection."""
+    return CollectionReader(ingestor.settings, ingestor.store, ingestor.info, ingestor.embedder)
 
 
 def check_consistent(store: Store, ingestor: Ingestor) -> None:
@@ -48,8 +53,9 @@ def check_consistent(store: Store, ingestor: Ingestor) -> None:
     assert store.docs_in_state(cid, PENDING) == []
     active = store.chunk_ids(cid, (ACTIVE,))
     allowed = store.chunk_ids(cid, (ACTIVE, DELETED))
-    dense = ingestor.index.dense.ids()
-    lexical = ingestor.index.lexical.ids()
+    idx = reader(ingestor)
+    dense = idx.dense.ids()
+    lexical = idx.lexical.ids()
     assert np.isin(active, dense).all() and np.isin(dense, allowed).all()
     assert np.isin(active, lexical).all() and np.isin(lexical, allowed).all()
     assert len(np.unique(dense)) == len(dense)
@@ -79,8 +85,8 @@ def test_ingest_is_idempotent_and_updates_atomically(db_url, make_settings, embe
     changed = ing.ingest([corpus])
     assert (changed.documents_added, changed.documents_updated, changed.documents_unchanged) == (0, 1, 4)
     check_consistent(store, ing)
-    retriever = HybridRetriever(settings.retrieval, embedder)
-    texts = [s.chunk.text for s in retriever.retrieve(ing.index, "octopus hearts blood").fused]
+    retriever = HybridRetriever(reader(ing), settings.retrieval)
+    texts = [s.chunk.text for s in retriever.run("octopus hearts blood").fused]
     assert any("suckers" in t for t in texts)
     assert not any("three hearts" in t for t in texts), "the replaced version must never be returned"
     stats = store.stats(ing.info.id)
@@ -93,13 +99,13 @@ def test_delete_and_compact(db_url, make_settings, embedder, tmp_path) -> None:
     corpus = write_corpus(tmp_path / "corpus")
     ing = Ingestor(settings, store, embedder, "docs")
     ing.ingest([corpus])
-    vectors_before = ing.index.dense.ntotal
+    vectors_before = reader(ing).dense.ntotal
 
-    n = delete_documents(settings, store, embedder.model_id, embedder.dim, "docs", external_id="d1")
+    n = delete_documents(settings, store, "docs", external_id="d1")
     assert n == 1
     assert "d1" not in search_ids(ing, "zebra stripes flies")
     n = delete_documents(
-        settings, store, embedder.model_id, embedder.dim, "docs", source_prefix=str((corpus / "backup.md").resolve())
+        settings, store, "docs", source_prefix=str((corpus / "backup.md").resolve())
     )
     assert n == 1
     stats = collection_stats(settings, store, "docs")
@@ -145,11 +151,11 @@ def test_duplicate_ids_in_one_ingest_keep_the_first(db_url, make_settings, embed
 
 def test_other_model_is_refused(make_settings, embedder, tmp_path) -> None:
     from rag.errors import IndexMismatchError
-    from rag.index.collection import CollectionIndex
+    from rag.index.writer import CollectionWriter
 
     settings = make_settings()
     store = Store(settings.sqlalchemy_url)
     ing = Ingestor(settings, store, embedder, "docs")
     ing.ingest([write_corpus(tmp_path / "c")])
     with pytest.raises(IndexMismatchError, match="model"):
-        CollectionIndex(settings, store, ing.info, "some/other-model", embedder.dim)
+        CollectionWriter(settings, store, ing.info, "some/other-model", embedder.dim)

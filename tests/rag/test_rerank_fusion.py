@@ -10,10 +10,10 @@ import pytest
 
 from rag.config import RerankerConfig, load_settings
 from rag.errors import ModelLoadError
-from rag.pipeline import load_reranker
+from rag.runtime import load_reranker
 from rag.rerank.cross_encoder import Reranker
 from rag.retrieval.fusion import reciprocal_rank_fusion
-from rag.types import Chunk, Hit, ScoredChunk
+from rag.types import Chunk, Hit, ScoredChunk, StageScores
 
 
 def test_rrf_formula_and_order() -> None:
@@ -24,8 +24,8 @@ def test_rrf_formula_and_order() -> None:
     assert [f.chunk_id for f in fused] == [1, 3, 2, 4], "ties broken by chunk id"
     for f in fused:
         assert f.score == pytest.approx(expected[f.chunk_id])
-        assert f.scores["rrf"] == f.score
-    assert fused[0].scores == {"bm25": 9.0, "dense": 0.7, "rrf": pytest.approx(expected[1])}
+        assert f.scores.fused == f.score
+    assert fused[0].scores.as_dict() == {"bm25": 9.0, "dense": 0.7, "fused": pytest.approx(expected[1])}
 
 
 def test_rrf_weights_and_duplicates() -> None:
@@ -67,14 +67,14 @@ def tiny_cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_reranker_loads_from_path_and_sorts(tiny_cross_encoder: Path) -> None:
     rr = Reranker(RerankerConfig(model=str(tiny_cross_encoder), device="cpu")).warm_up()
     assert rr.top_n == 20
-    cands = [ScoredChunk(_chunk(i, t), 1.0 / (i + 1), {"rrf": 1.0 / (i + 1)}) for i, t in enumerate(["alpha beta", "gamma", "delta epsilon", "zeta"])]
+    cands = [ScoredChunk(_chunk(i, t), 1.0 / (i + 1), StageScores(fused=1.0 / (i + 1))) for i, t in enumerate(["alpha beta", "gamma", "delta epsilon", "zeta"])]
     before = copy.deepcopy(cands)
     out = rr.rerank("alpha", cands, top_k=3)
     assert cands == before, "inputs must not change"
     assert len(out) == 3
     assert [c.score for c in out] == sorted((c.score for c in out), reverse=True)
     for c in out:
-        assert c.scores["rerank"] == c.score and "rrf" in c.scores
+        assert c.scores.rerank == c.score and c.scores.fused is not None
     assert rr.rerank("alpha", []) == []
 
 
@@ -115,9 +115,9 @@ def test_explicit_reranker_by_path(tiny_cross_encoder: Path) -> None:
     ],
 )
 def test_answer_cut_by_token_limit_keeps_complete_sentences(text: str, expected: str) -> None:
-    from rag.pipeline import _drop_unfinished
+    from rag.answering.text import drop_unfinished
 
-    assert _drop_unfinished(text) == expected
+    assert drop_unfinished(text) == expected
 
 
 @pytest.mark.parametrize(
@@ -130,9 +130,9 @@ def test_answer_cut_by_token_limit_keeps_complete_sentences(text: str, expected:
     ],
 )
 def test_empty_trailing_list_items_and_fences_are_dropped(text: str, expected: str) -> None:
-    from rag.pipeline import _tidy
+    from rag.answering.text import tidy
 
-    assert _tidy(text) == expected
+    assert tidy(text) == expected
 
 
 
@@ -155,7 +155,7 @@ def test_reranker_blends_with_the_retrieval_scores(tiny_cross_encoder: Path) -> 
     bm25 = [9.0, 7.0, 4.0, None]
     dense = [0.2, 0.8, None, 0.1]
     cands = [
-        ScoredChunk(_chunk(i, t), 1.0 / (60 + i), {"rrf": 1.0 / (60 + i), **({"bm25": b} if b is not None else {}), **({"dense": d} if d is not None else {})})
+        ScoredChunk(_chunk(i, t), 1.0 / (60 + i), StageScores(fused=1.0 / (60 + i), bm25=b, dense=d))
         for i, (t, b, d) in enumerate(zip(texts, bm25, dense))
     ]
     config = {"model": str(tiny_cross_encoder), "device": "cpu"}
@@ -164,7 +164,7 @@ def test_reranker_blends_with_the_retrieval_scores(tiny_cross_encoder: Path) -> 
     assert [c.chunk.chunk_id for c in lexical] == [0, 1, 2, 3], "weight 0, BM25 only: the BM25 order"
     semantic = Reranker(RerankerConfig(**config, weight=0.0, lexical_share=0.0)).rerank("alpha", cands)
     assert [c.chunk.chunk_id for c in semantic] == [1, 0, 2, 3], "dense only: missing = its lowest, ties by chunk id"
-    assert {c.chunk.chunk_id: c.scores["rerank"] for c in lexical} == pytest.approx({c.chunk.chunk_id: c.score for c in alone})
+    assert {c.chunk.chunk_id: c.scores.rerank for c in lexical} == pytest.approx({c.chunk.chunk_id: c.score for c in alone})
     half = Reranker(RerankerConfig(**config, weight=0.5, lexical_share=0.5)).rerank("alpha", cands)
     ce = {c.chunk.chunk_id: c.score for c in alone}
     lo, hi = min(ce.values()), max(ce.values())

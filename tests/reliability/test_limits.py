@@ -17,7 +17,7 @@ import httpx
 import pytest
 import uvicorn
 
-from rag.generation.local_server import free_port
+from rag.runtime.processes import free_port
 from tests.api.conftest import make_client
 
 BODY_TIMEOUT_S = 2.0

