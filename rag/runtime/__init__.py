@@ -91,8 +91,9 @@ def open_runtime(
     settings: Settings,
     *,
     generator: bool | Generator = True,
-    reranker: bool = True,
+    reranker: bool | tuple[Reranker | None, ComponentStatus] = True,
     reconcile: bool = False,
+    embedder: Embedder | None = None,
     log: Log = print,
 ) -> Iterator[Runtime]:
     """Open the store and models; with ``generator``, reach the generator, starting llama.cpp when no URL is set.
@@ -101,8 +102,9 @@ def open_runtime(
         settings: the settings read at the entry point.
         generator: connect a generator (a local llama.cpp server is started, and stopped on exit,
             when ``RAG_GENERATOR__URL`` is empty), or use this already connected one.
-        reranker: load the configured reranker.
+        reranker: load the configured reranker, or use this one already loaded (with its status).
         reconcile: repair collections a killed writer left (the server does this at start).
+        embedder: an embedder already loaded (benchmarks open one runtime per corpus size with one model).
         log: where progress lines go.
 
     Raises:
@@ -111,8 +113,10 @@ def open_runtime(
     store = Store(settings.sqlalchemy_url)
     server = None
     try:
-        embedder = Embedder(settings.embedding).warm_up()
-        if reranker:
+        embedder = (embedder or Embedder(settings.embedding)).warm_up()
+        if isinstance(reranker, tuple):
+            rr, status = reranker
+        elif reranker:
             rr, status = load_reranker(settings)  # logs one warning when the default is missing
         else:
             rr, status = None, ComponentStatus(False, "", "not loaded by this command")

@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eval.bench import BenchPlan, iter_replicas, make_level, run_bench
-from eval.bench_report import write_bench_report
+from eval.bench import BenchPlan, iter_replicas, make_level, run_bench, write_bench_report
 from rag.config import Settings
 from rag.embedding import Embedder
 from rag.errors import InputError
@@ -86,7 +85,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     tmp = tmp_path_factory.mktemp("bench")
     settings = Settings(data_dir=tmp / "data", reranker={"model": ""})
     out = tmp / "out"
-    report = run_bench(settings, out, plan=tiny_plan(), embedder=HashingEmbedder(settings))
+    report = run_bench(settings, out, plan=tiny_plan(), embedder=HashingEmbedder(settings)).to_json()
     return report, out
 
 
@@ -175,7 +174,7 @@ def test_quick_benchmark_on_scifact(tmp_path: Path) -> None:
 
     shared_dataset("scifact")
     settings = Settings(data_dir=tmp_path / "data")
-    report = run_bench(settings, tmp_path / "out", quick=True)
+    report = run_bench(settings, tmp_path / "out", quick=True).to_json()
     assert report["mode"] == "quick"
     assert report["sizes"]["10k"]["chunks"] >= 10_000
     assert report["targets"][-1]["name"] == "rag bench --quick wall time (s)"
@@ -185,7 +184,7 @@ def test_ann_sweep_reuses_a_saved_hnsw_index(tmp_path: Path) -> None:
     """The sweep reads the collection's saved HNSW file instead of building a second graph."""
     import faiss
 
-    from eval.bench import _ann_sweep
+    from eval.bench.ann import ann_sweep
     from rag.config import DenseConfig
     from rag.index.dense import DenseIndex
 
@@ -199,7 +198,7 @@ def test_ann_sweep_reuses_a_saved_hnsw_index(tmp_path: Path) -> None:
     flat = faiss.IndexFlatIP(16)
     flat.add(x)
     _, truth = flat.search(x[:20], 10)
-    out = _ann_sweep(x, x[:20], truth, cfg, tmp_path / f"dense.{idx.generation}.faiss")
+    out = ann_sweep(x, x[:20], truth, cfg, tmp_path / f"dense.{idx.generation}.faiss").to_json()
     assert out["hnsw"]["build_s"] is None  # reused, not rebuilt
     assert out["hnsw"]["sweep"][-1]["recall@10"] >= 0.95
     assert out["ivfpq"]["code_bytes_per_vector"] == 8.0

@@ -1,0 +1,164 @@
+"""Throughput of the HTTP API: ``POST /v1/search`` with 1, 4 and 16 concurrent clients over loopback.
+
+``eval`` may not import ``api``: the server is started with the ``rag serve`` command in a subprocess.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eval.bench.common import (
+    API_CLIENTS,
+    REPO,
+    TOP_K,
+    WARM_UP,
+    JsonDict,
+    LatencyStats,
+    cli_env,
+    stats_json,
+)
+from rag.runtime.processes import free_port, stop_process
+
+READY_TIMEOUT_S = 300
+
+
+@dataclass(frozen=True)
+class ClientLoad:
+    """Requests answered by ``clients`` concurrent clients in the time given to each count."""
+
+    clients: int
+    requests: int
+    errors: int
+    rps: float
+    latency: LatencyStats | None
+
+    def to_json(self) -> JsonDict:
+        """``{"requests", "errors", "rps", "latency_ms"}``."""
+        return {"requests": self.requests, "errors": self.errors, "rps": self.rps, "latency_ms": stats_json(self.latency)}
+
+    @classmethod
+    def from_json(cls, clients: int, data: Mapping[str, Any]) -> ClientLoad:
+        """The inverse of :meth:`to_json`."""
+        return cls(clients, data["requests"], data["errors"], data["rps"], LatencyStats.from_json(data["latency_ms"]))
+
+
+@dataclass(frozen=True)
+class ApiLoadResult:
+    """The API load test, at one level; ``skipped`` when the plan has none, ``error`` when the server failed.
+
+    Attributes:
+        size: the level's label.
+        chunks: chunks in its collection.
+        loads: one result per client count, in :data:`API_CLIENTS` order.
+        error: why no load was measured.
+        skipped: the plan measured no API throughput.
+    """
+
+    size: str = ""
+    chunks: int = 0
+    loads: tuple[ClientLoad, ...] = ()
+    error: str | None = None
+    skipped: bool = False
+
+    def to_json(self) -> JsonDict:
+        """The ``api_throughput`` object: ``{"skipped": true}``, or size, chunks and one entry per client count."""
+        if self.skipped:
+            return {"skipped": True}
+        out: JsonDict = {"size": self.size, "chunks": self.chunks}
+        if self.error is not None:
+            out["error"] = self.error
+        out.update({str(load.clients): load.to_json() for load in self.loads})
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ApiLoadResult:
+        """The inverse of :meth:`to_json`."""
+        if data.get("skipped"):
+            return cls(skipped=True)
+        loads = tuple(ClientLoad.from_json(int(k), v) for k, v in data.items() if k.isdigit())
+        return cls(data.get("size", ""), data.get("chunks", 0), loads, data.get("error"))
+
+
+def _wait_ready(proc: subprocess.Popen, log: Any, base: str) -> str | None:
+    """None once ``/health`` answers 200; otherwise why the server will not."""
+    import httpx
+
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while True:
+        if proc.poll() is not None:
+            log.seek(0)
+            return f"server exited with {proc.returncode}: {log.read().decode(errors='replace')[-500:]}"
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{base}/health", timeout=5).status_code == 200:
+                return None
+        if time.monotonic() > deadline:
+            return f"server did not become ready in {READY_TIMEOUT_S} s"
+        time.sleep(0.5)
+
+
+def measure_api(data_dir: Path, collection: str, queries: list[str], seconds: float, say: Callable[[str], None],
+                *, size: str = "", chunks: int = 0) -> ApiLoadResult:
+    """Requests per second and latency of ``POST /v1/search`` with 1, 4 and 16 concurrent clients, over loopback.
+
+    Args:
+        data_dir: the data dir holding ``collection`` (the server opens it; nothing else may hold it).
+        collection: the collection searched.
+        queries: query texts, cycled.
+        seconds: time per client count.
+        say: where progress lines go.
+        size: the level's label, for the report.
+        chunks: chunks in the collection, for the report.
+    """
+    port = free_port()
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                            cwd=REPO, env=cli_env(data_dir), stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        error = _wait_ready(proc, log, base)
+        if error is not None:
+            return ApiLoadResult(size, chunks, error=error)
+        say(f"API ready on {base}; {seconds:.0f} s per client count")
+        return ApiLoadResult(size, chunks, asyncio.run(_drive(base, collection, queries, seconds)))
+    finally:
+        stop_process(proc, timeout_s=20)
+        log.close()
+
+
+async def _drive(base: str, collection: str, queries: list[str], seconds: float) -> tuple[ClientLoad, ...]:
+    import httpx
+
+    out = []
+    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+        for q in queries[:WARM_UP]:
+            await client.post("/v1/search", json={"query": q, "collection": collection, "top_k": TOP_K})
+        for clients in API_CLIENTS:
+            lat: list[float] = []
+            errors = 0
+            stop = time.perf_counter() + seconds
+            counter = iter(range(10**9))
+
+            async def worker() -> None:
+                nonlocal errors
+                while time.perf_counter() < stop:
+                    q = queries[next(counter) % len(queries)]
+                    t = time.perf_counter()
+                    r = await client.post("/v1/search", json={"query": q, "collection": collection, "top_k": TOP_K})
+                    if r.status_code != 200:
+                        errors += 1
+                    lat.append((time.perf_counter() - t) * 1000.0)
+
+            t0 = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(clients)))
+            elapsed = time.perf_counter() - t0
+            out.append(ClientLoad(clients, len(lat), errors, round(len(lat) / elapsed, 2), LatencyStats.of(lat)))
+    return tuple(out)

@@ -1,0 +1,323 @@
+"""Write a ``rag bench`` report: ``bench.json``, ``bench.md`` and two PNG plots (and ``bench.gpu.json`` on a GPU).
+
+Plots use matplotlib ``Figure`` objects on the Agg canvas, so no global backend is switched.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from eval.bench.ann import DensePeers
+from eval.bench.common import LatencyStats
+from eval.bench.levels import SizeResult
+from eval.bench.peers import LevelPeers, PeerResult
+from eval.bench.results import BENCH_KEYS, BenchReport, RerankerInfo
+
+__all__ = ["BENCH_KEYS", "markdown", "plot_ann", "plot_latency", "write_bench_report"]
+
+CANDIDATES_NOTE = "100 candidates per retriever"
+STAGE_LABELS = {
+    "embed": "query embedding",
+    "bm25": "BM25 (tantivy)",
+    "dense": "dense (FAISS)",
+    "fuse": "fusion + chunk rows",
+    "fusion": "RRF only",
+    "rerank": "rerank",
+    "total": "/v1/search path (no rerank)",
+    "hybrid_no_embed": "hybrid without query embedding",
+    "core": "index-only hybrid (no embed, no DB)",
+}
+TABLE_STAGES = ("embed", "bm25", "dense", "fuse", "rerank", "total", "hybrid_no_embed", "core")
+PLOT_STAGES = ("embed", "bm25", "dense", "fuse", "total", "core")
+STATUS = {True: "met", False: "**not met**", None: "not measured"}
+
+
+def write_bench_report(out_dir: Path, report: BenchReport | Mapping[str, Any]) -> list[Path]:
+    """Write the benchmark report files.
+
+    Args:
+        out_dir: directory (created).
+        report: what :func:`eval.bench.run_bench` measured, or a saved ``bench.json`` (which needs
+            ``machine``, ``corpus``, ``sizes``, ``targets`` and ``ratios``).
+
+    Returns:
+        The paths written.
+
+    Raises:
+        InputError: a saved report lacks a required key.
+    """
+    if not isinstance(report, BenchReport):
+        report = BenchReport.from_json(report)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    body = report.to_json()
+    paths = [_write(out_dir / "bench.json", json.dumps(body, indent=2, sort_keys=False, default=str) + "\n")]
+    if report.gpu.gpu is not None:
+        payload = {"machine": body["machine"], "gpu": body["gpu"]}
+        paths.append(_write(out_dir / "bench.gpu.json", json.dumps(payload, indent=2) + "\n"))
+    paths.append(_write(out_dir / "bench.md", markdown(report)))
+    paths.append(plot_latency(out_dir / "latency_vs_size.png", report.sizes))
+    paths.append(plot_ann(out_dir / "ann_recall_latency.png", report.sizes))
+    return paths
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _ms(stats: LatencyStats | None, key: str = "p50") -> str:
+    if stats is None:
+        return "—"
+    v = float(getattr(stats, key))
+    return f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 1000 else f"{v:,.0f}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return lines + [""]
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _mb(v: Any) -> str:
+    return "—" if v is None else f"{v / 1e6:.1f}"
+
+
+def _reranker_line(reranker: RerankerInfo) -> str:
+    if not reranker.enabled:
+        return f"Reranker: none ({reranker.detail or 'not configured'}); the rerank column is empty."
+    backend = f", backend {reranker.backend}" if reranker.backend else ""
+    return f"Reranker: `{reranker.model}` ({reranker.detail}{backend}); timed over 30 queries per size."
+
+
+def _header(report: BenchReport) -> list[str]:
+    m, c = report.machine, report.corpus
+    return [
+        "# Benchmarks (`rag bench`)",
+        "",
+        f"Machine: **{m.name}** ({m.platform}, Python {m.python}); "
+        f"load average at start {m.load_average_at_start}. Mode: {report.mode}, "
+        f"run time {report.seconds} s.",
+        "",
+        "The machine is shared and noisy: compare the **ratios** measured in one run; absolute times are context.",
+        "",
+        f"Corpus: {c.dataset} ({c.base_documents} documents, {c.base_chunks} chunks of "
+        f"{c.chunk_size} tokens, {c.embedding_model}), {c.queries} queries. "
+        f"Larger sizes replicate it ({c.replication}).",
+        "",
+        _reranker_line(report.reranker),
+        "",
+    ]
+
+
+def _summary(report: BenchReport) -> list[str]:
+    lines = ["## Targets", ""]
+    lines += _table(["target", "value", "goal", "status"],
+                    [[t.name, _fmt(t.value), t.target, STATUS[t.met]] for t in report.targets])
+    lines += ["## Ratios (peer p50 / ours p50, same run)", ""]
+    lines += _table(["size", "comparison", "x"], [[r.size, r.name, _fmt(r.value)] for r in report.ratios])
+    lines += ["## Latency per stage (ms, p50 / p90 / p99)", ""]
+    rows = []
+    for label, s in report.sizes.items():
+        lat = s.latency()
+        rows.append([f"{label} ({s.chunks})"] + [
+            "/".join(_ms(lat.get(st), k) for k in ("p50", "p90", "p99")) if lat.get(st) else "—" for st in TABLE_STAGES
+        ])
+    return lines + _table(["size"] + [STAGE_LABELS[s] for s in TABLE_STAGES], rows)
+
+
+def _lexical_table(s: SizeResult, peers: LevelPeers) -> list[str]:
+    bm25 = s.latency().get("bm25")
+    rows: list[list[Any]] = [["tantivy (ours)", "—", _ms(bm25), _ms(bm25, "p99"), "all"]]
+    for key, p in (("rank_bm25", peers.lexical.rank_bm25), ("bm25s", peers.lexical.bm25s)):
+        rows.append([key, _fmt(p.build_s), _ms(p.latency), _ms(p.latency, "p99"), p.queries if p.error is None else p.error])
+    return ["Lexical, top 100 per query:", ""] + _table(["system", "build s", "p50 ms", "p99 ms", "queries"], rows)
+
+
+def _dense_table(dense: DensePeers) -> list[str]:
+    ours = dense.ours
+    rows = [[f"ours ({ours.kind}, configured)", _fmt(ours.recall_at_10), _ms(ours.latency), _fmt(ours.bytes_per_vector)]
+            if ours is not None else ["ours (None, configured)", "—", "—", "—"]]
+    for key, p in (("faiss_flat", dense.faiss_flat), ("numpy", dense.numpy)):
+        rows.append([key, _fmt(p.recall_at_10), _ms(p.latency), _fmt(p.bytes_per_vector)])
+    h = dense.hnsw
+    for pt in h.sweep:
+        rows.append([f"HNSW M={h.m} efC={h.ef_construction} efSearch={pt.value}",
+                     _fmt(pt.recall_at_10), _ms(pt.latency), _fmt(h.bytes_per_vector)])
+    iv = dense.ivfpq
+    for pt in iv.sweep:
+        rows.append([f"IVF{iv.nlist}-PQ{iv.pq_m} + recheck x{iv.refine_factor} nprobe={pt.value}",
+                     _fmt(pt.recall_at_10), _ms(pt.latency),
+                     f"{_fmt(iv.code_bytes_per_vector)} code ({_fmt(iv.bytes_per_vector_with_recheck)} with recheck vectors)"])
+    lines = ["Dense (single-query search; recall@10 against exact search):", ""]
+    return lines + _table(["index", "recall@10", "p50 ms", "bytes/vector"], rows)
+
+
+def _hybrid_table(s: SizeResult, peers: LevelPeers) -> list[str]:
+    lat = s.latency()
+    nd = peers.quality.ndcg_at_10 if peers.quality is not None else {}
+    total, no_embed = lat.get("total"), lat.get("hybrid_no_embed")
+    rows = [["ours /v1/search path (with query embedding)", _ms(total), _ms(total, "p99"), _fmt(nd.get("ours"))],
+            ["ours without query embedding", _ms(no_embed), _ms(no_embed, "p99"), _fmt(nd.get("ours"))]]
+    for key, peer in (("rank_bm25_numpy", peers.hybrid.rank_bm25_numpy), ("haystack", peers.hybrid.haystack)):
+        p = peer or PeerResult()
+        rows.append([f"{key} (precomputed query vector)", _ms(p.latency), _ms(p.latency, "p99"),
+                     _fmt(nd.get(key)) if p.error is None else p.error])
+    note = ""
+    if peers.quality is not None:
+        note = f" nDCG@10 over {peers.quality.queries} SciFact queries (chunks max-pooled to documents)."
+    lines = [f"Hybrid (BM25 + dense + RRF, {CANDIDATES_NOTE}).{note}", ""]
+    return lines + _table(["system", "p50 ms", "p99 ms", "nDCG@10"], rows)
+
+
+def _peer_sections(sizes: Mapping[str, SizeResult]) -> list[str]:
+    lines: list[str] = []
+    for label, s in sizes.items():
+        if s.peers is None:
+            continue
+        lines += [f"## Peers at {label} ({s.chunks} chunks)", ""]
+        lines += _lexical_table(s, s.peers) + _dense_table(s.peers.dense) + _hybrid_table(s, s.peers)
+    return lines
+
+
+def _api_section(report: BenchReport) -> list[str]:
+    api = report.api_throughput
+    if api.skipped:
+        return []
+    lines = [f"## API throughput: `POST /v1/search` over loopback at {api.size} ({api.chunks} chunks)", ""]
+    if report.reranker.enabled:
+        lines += ["Each request includes the rerank stage (the server runs with the reranker above).", ""]
+    if api.error is not None:
+        lines += [f"error: {api.error}", ""]
+    rows = [[str(v.clients), v.requests, v.errors, v.rps, _ms(v.latency), _ms(v.latency, "p99")] for v in api.loads]
+    return lines + _table(["clients", "requests", "errors", "req/s", "p50 ms", "p99 ms"], rows)
+
+
+def _ingest_and_backends(report: BenchReport) -> list[str]:
+    lines: list[str] = []
+    ing = report.ingestion
+    if ing is not None:
+        lines += ["## Ingestion (`rag ingest --json`)", ""]
+        if ing.error is not None or ing.skipped is not None:
+            lines += [str(ing.error or ing.skipped), ""]
+        else:
+            lines += [f"{ing.documents} documents, {ing.chunks} chunks in {ing.seconds} s: "
+                      f"**{ing.chunks_per_s} chunks/s**; time outside embedding: {ing.overhead_outside_embedding:.1%}.", ""]
+            lines += _table(["stage", "seconds", "share"],
+                            [[k, v, f"{ing.stage_share.get(k, 0):.1%}"] for k, v in ing.stages_s.items()])
+    be = report.embedding_backends
+    if be is not None:
+        lines += [f"## Embedding backends on CPU ({be.sample_chunks} chunks)", "",
+                  f"Our `RAG_EMBEDDING__BACKEND=onnx`: {be.rag_onnx_backend}. ONNX: {be.onnx}.", ""]
+        rows = [[b.name, b.chunks_per_s, b.mean_cosine_to_torch, b.adi_ndcg_at_10] for b in be.backends]
+        lines += _table(["backend", "chunks/s", "mean cosine to torch", "adi dense nDCG@10"], rows)
+    return lines
+
+
+def _memory_and_gpu(report: BenchReport) -> list[str]:
+    lines = ["## Index memory", ""]
+    rows = []
+    for label, s in report.sizes.items():
+        mem = s.memory
+        rows.append([label, s.chunks, s.dense_kind, mem.dense_bytes_per_vector, _mb(mem.dense_bytes_on_disk),
+                     _mb(mem.lexical_bytes_on_disk), _mb(mem.database_bytes), mem.process_rss_mb, s.build_s])
+    lines += _table(["size", "chunks", "dense index", "bytes/vector", "FAISS MB", "tantivy MB", "database MB", "RSS MB", "build s"], rows)
+    gpu = report.gpu
+    what = gpu.gpu if gpu.gpu is not None else gpu.skipped if gpu.skipped is not None else "—"
+    lines += ["## GPU", "", f"{what}" + (" — see `bench.gpu.json`." if gpu.gpu is not None else ""), ""]
+    lines += ["Plots: `latency_vs_size.png` (p50 per stage against corpus size, log-log) and "
+              "`ann_recall_latency.png` (recall@10 against latency for the ANN settings).", ""]
+    return lines
+
+
+def markdown(report: BenchReport) -> str:
+    """The Markdown summary: targets, ratios, per-stage latency, peers, API, ingestion, backends, memory."""
+    lines = _header(report) + _summary(report) + _peer_sections(report.sizes) + _api_section(report)
+    lines += _ingest_and_backends(report) + _memory_and_gpu(report)
+    return "\n".join(lines)
+
+
+def _figure() -> Figure:
+    figure = Figure(figsize=(7.5, 4.8), layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure: Figure, ax: Any, path: Path, xlabel: str, ylabel: str, title: str) -> Path:
+    """Log x axis, labels, grid and legend; write the PNG."""
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    if ax.lines:
+        ax.legend(fontsize=7)
+    figure.savefig(path, dpi=120)
+    return path
+
+
+def _peer_series(sizes: Mapping[str, SizeResult], pick: Any) -> list[tuple[int, float]]:
+    """(chunks, p50) of the peer ``pick(peers)`` at every size where it was timed."""
+    pts = []
+    for s in sizes.values():
+        peer = pick(s.peers) if s.peers is not None else None
+        if peer is not None and peer.latency is not None:
+            pts.append((s.chunks, peer.latency.p50))
+    return sorted(pts)
+
+
+def plot_latency(path: Path, sizes: Mapping[str, SizeResult]) -> Path:
+    """p50 latency of each stage against corpus size, log-log."""
+    figure = _figure()
+    ax = figure.add_subplot()
+    for stage in PLOT_STAGES:
+        pts = sorted((s.chunks, s.latency()[stage].p50) for s in sizes.values() if s.latency().get(stage) is not None)
+        if pts:
+            ax.plot([p[0] for p in pts], [max(p[1], 1e-3) for p in pts], marker="o", label=STAGE_LABELS[stage])
+    peers = (("rank-bm25", lambda p: p.lexical.rank_bm25), ("bm25s", lambda p: p.lexical.bm25s),
+             ("Haystack hybrid", lambda p: p.hybrid.haystack))
+    for label, pick in peers:
+        pts = _peer_series(sizes, pick)
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="x", linestyle="--", label=f"{label} (peer)")
+    ax.set_yscale("log")
+    return _save(figure, ax, path, "chunks in the collection (log)", "p50 latency, ms (log)",
+                 "Query latency per stage against corpus size")
+
+
+def plot_ann(path: Path, sizes: Mapping[str, SizeResult]) -> Path:
+    """recall@10 against p50 latency for each ANN setting, one series per index and size."""
+    figure = _figure()
+    ax = figure.add_subplot()
+    for label, s in sizes.items():
+        if s.peers is None:
+            continue
+        dense = s.peers.dense
+        for kind, sweep in (("hnsw", dense.hnsw.sweep), ("ivfpq", dense.ivfpq.sweep)):
+            points = [p for p in sweep if p.latency is not None]
+            if not points:
+                continue
+            xs = [p.latency.p50 for p in points]  # type: ignore[union-attr]
+            ys = [p.recall_at_10 for p in points]
+            line = ax.plot(xs, ys, marker="o", label=f"{kind} {label}")[0]
+            for p, x, y in zip(points, xs, ys, strict=True):
+                ax.annotate(str(p.value), (x, y), fontsize=6, textcoords="offset points", xytext=(2, 2), color=line.get_color())
+        if dense.faiss_flat.latency is not None:
+            ax.plot([dense.faiss_flat.latency.p50], [1.0], marker="s", linestyle="none", label=f"exact flat {label}")
+    ax.axhline(0.95, color="grey", linestyle=":", linewidth=1)
+    return _save(figure, ax, path, "p50 latency per query, ms (log)", "recall@10 vs exact",
+                 "ANN recall against latency (labels: efSearch / nprobe)")
