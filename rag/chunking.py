@@ -78,6 +78,13 @@ class Chunker:
         ConfigError: ``RAG_CHUNKING__SIZE`` when the size exceeds
             ``max_seq_length``; ``RAG_EMBEDDING__MODEL`` when the tokenizer is
             not a fast one.
+
+    Example:
+        >>> embedder = Embedder(settings.embedding).warm_up()  # doctest: +SKIP
+        >>> chunker = Chunker(settings.chunking, embedder.tokenizer, embedder.max_seq_length)  # doctest: +SKIP
+        >>> doc = Document("travel.md", "travel.md", "Travel", "Travel is approved by your manager.")  # doctest: +SKIP
+        >>> [(c.ordinal, c.char_start, c.char_end) for c in chunker.chunk(doc)]  # doctest: +SKIP
+        [(0, 0, 35)]
     """
 
     def __init__(self, config: ChunkingConfig, tokenizer: Any, max_seq_length: int) -> None:

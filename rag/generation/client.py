@@ -26,6 +26,14 @@ class Generator:
     Args:
         config: generator settings.
         base_url: the server's ``/v1`` URL (overrides ``config.url``, e.g. the local server's).
+
+    Example:
+        >>> generator = Generator(settings.generator, base_url="http://127.0.0.1:8080/v1").warm_up()  # doctest: +SKIP
+        >>> messages = [{"role": "user", "content": "Say hello."}]
+        >>> generator.generate(messages).text  # doctest: +SKIP
+        'Hello!'
+        >>> "".join(delta.text for delta in generator.stream(messages))  # doctest: +SKIP
+        'Hello!'
     """
 
     def __init__(self, config: GeneratorConfig, base_url: str | None = None) -> None:

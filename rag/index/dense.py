@@ -175,6 +175,24 @@ class DenseIndex:
 
     One process writes (the caller holds the collection lock); readers call
     :meth:`reload_if_changed` to pick up saves. Build with :meth:`open`.
+
+    Example:
+        In the service only :class:`~rag.index.writer.CollectionWriter` writes a collection's
+        index; this one lives in a scratch directory.
+
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import numpy as np
+        >>> from rag.config import DenseConfig
+        >>> index = DenseIndex.open(Path(tempfile.mkdtemp()), DenseConfig(), "toy-model", 2)
+        >>> index.add(np.array([1, 2]), np.array([[1.0, 0.0], [0.0, 1.0]], np.float32))
+        >>> query = np.array([0.6, 0.8], np.float32)
+        >>> [(h.chunk_id, round(h.score, 2)) for h in index.search(query, k=2)]
+        [(2, 0.8), (1, 0.6)]
+        >>> [h.chunk_id for h in index.search(query, k=2, deny=np.array([2]))]
+        [1]
+        >>> index.kind, index.ntotal
+        ('flat', 2)
     """
 
     def __init__(self, directory: Path, config: DenseConfig, model_id: str, dim: int) -> None:

@@ -88,6 +88,23 @@ class LexicalIndex:
     Readers never take tantivy's writer lock: the writer is created on the
     first :meth:`add` or :meth:`delete`. The one writer process (the caller holds
     the collection lock) commits; readers call :meth:`reload`.
+
+    Example:
+        In the service only :class:`~rag.index.writer.CollectionWriter` writes a collection's
+        index; this one lives in a scratch directory.
+
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from rag.config import LexicalConfig
+        >>> index = LexicalIndex.open(Path(tempfile.mkdtemp()), LexicalConfig())
+        >>> index.add([(1, "Travel is approved by your manager."), (2, "Parking permits are issued yearly.")])
+        2
+        >>> index.commit()
+        >>> [h.chunk_id for h in index.search("who approves travel", k=5)]
+        [1]
+        >>> index.analyze("Who approves travel?")
+        ['who', 'approv', 'travel']
+        >>> index.close()
     """
 
     def __init__(self, directory: Path, index: tantivy.Index, analyzer: Any | None, analyzer_name: str) -> None:
