@@ -107,6 +107,7 @@ def rag_extension(a: Answer) -> RagExtension:
         abstained=a.abstained,
         timings_ms=AnswerTimings(**a.timings.as_dict()),
         pipeline=a.pipeline,
+        invalid_citations=list(a.invalid_citations),
     )
 
 
@@ -121,6 +122,7 @@ def answer_out(a: Answer) -> AskResponse:
         pipeline=a.pipeline,
         timings_ms=AnswerTimings(**a.timings.as_dict()),
         usage=Usage(prompt_tokens=a.usage.prompt_tokens, completion_tokens=a.usage.completion_tokens),
+        invalid_citations=list(a.invalid_citations),
     )
 
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from rag.types import Answer
+
+if TYPE_CHECKING:
+    from rag.pipeline import SearchResult
 
 _VERDICT = {"supported": "[green]supported[/]", "unsupported": "[red]unsupported[/]", "uncited": "[yellow]uncited[/]"}
 
@@ -41,3 +45,25 @@ def print_answer(console: Console, a: Answer | dict[str, Any], *, as_json: bool 
         f"faithfulness {data['faithfulness']:.2f} · " + " · ".join(f"{k} {v:.0f} ms" for k, v in t.items() if v),
         highlight=False,
     )
+
+
+def print_search(console: Console, found: SearchResult, *, as_json: bool = False) -> None:
+    """Print ranked search results with their stage scores, then the per-stage timings."""
+    from api.convert import result_out, search_timings
+
+    reranked = bool(found.pipeline.get("rerank"))
+    results = [result_out(r).model_dump() for r in found.results]
+    timings = search_timings(found.timings, reranked=reranked).model_dump(exclude_none=True)
+    if as_json:
+        console.print_json(json.dumps({"results": results, "timings_ms": timings, "pipeline": found.pipeline}))
+        return
+    if not results:
+        console.print("no results")
+    for i, r in enumerate(results, 1):
+        scores = " ".join(f"{k} {v:.3f}" for k, v in r["scores"].items() if v is not None)
+        where = f"{r['source']} [{r['char_start']}:{r['char_end']}]" + (f" · {r['section']}" if r["section"] else "")
+        console.print(f"[bold]{i}.[/] {escape(r['title'] or '(untitled)')} — {escape(where)}", highlight=False)
+        console.print(f"   {scores}", highlight=False)
+        snippet = " ".join(r["text"].split())
+        console.print(f"   {snippet[:200]}{'…' if len(snippet) > 200 else ''}", highlight=False, markup=False)
+    console.print(" · ".join(f"{k} {v:.1f} ms" for k, v in timings.items()), highlight=False)

@@ -156,6 +156,9 @@ class AskResponse(BaseModel):
     pipeline: dict[str, Any]
     timings_ms: AnswerTimings
     usage: Usage
+    invalid_citations: list[int] = Field(
+        default_factory=list, description="source numbers the answer cited that were not among its sources (removed from the text)"
+    )
 
 
 # Server-sent events of a streamed ``/v1/ask`` -------------------------------------------------
@@ -194,6 +197,7 @@ class VerificationEvent(BaseModel):
     claims: list[ClaimOut]
     faithfulness: float
     abstained: bool
+    invalid_citations: list[int] = Field(default_factory=list)
 
 
 class DoneEvent(BaseModel):
@@ -234,8 +238,28 @@ class CollectionsResponse(BaseModel):
     collections: list[CollectionOut]
 
 
+class ModelOut(BaseModel):
+    """A collection as an OpenAI model object: pass its ``id`` as ``model`` to chat completions."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int = Field(0, description="not tracked: always 0")
+    owned_by: str = "rag-service"
+
+
+class ModelsResponse(BaseModel):
+    """Response of ``GET /v1/models`` (OpenAI's list format): the collections the key may use."""
+
+    object: Literal["list"] = "list"
+    data: list[ModelOut]
+
+
 class HealthResponse(BaseModel):
-    """Response of ``GET /health``: each component's state."""
+    """Response of ``GET /health``: each component's ``state`` (``on``, ``off`` or ``down``).
+
+    ``degraded`` only when a component that should run is down; one that is off by configuration
+    or for a missing optional model (the default reranker offline) is not a fault.
+    """
 
     status: Literal["ok", "degraded"]
     components: dict[str, dict[str, Any]]
@@ -311,6 +335,7 @@ class RagExtension(BaseModel):
     abstained: bool
     timings_ms: AnswerTimings
     pipeline: dict[str, Any]
+    invalid_citations: list[int] = Field(default_factory=list)
 
 
 class StreamedRagExtension(RagExtension):

@@ -190,8 +190,10 @@ def _read_qrels(path: Path) -> dict[str, dict[str, int]]:
     qrels: dict[str, dict[str, int]] = {}
     with path.open(encoding="utf-8") as lines:
         for number, line in enumerate(lines, start=1):
-            fields = line.split()
-            if not fields:
+            # BEIR qrels are tab-separated; corpus ids may hold spaces (HotpotQA's Wikipedia titles).
+            raw = line.rstrip("\r\n")
+            fields = [f.strip() for f in raw.split("\t")] if "\t" in raw else raw.split()
+            if not any(fields):
                 continue
             if number == 1 and fields[0] == "query-id":
                 continue

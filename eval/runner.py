@@ -11,9 +11,8 @@ document's best chunk (max pooling), then the top 100 documents are kept.
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from rag.errors import GeneratorUnavailableError, InputError
 from rag.generation.client import Generator
 from rag.pipeline import RagPipeline
 from rag.runtime import open_runtime
+from rag.threads import for_queries
 from rag.types import Answer, ScoredChunk
 from rag.verify.claims import strip_citations
 from rag.verify.spans import new_information as short_answer
@@ -162,7 +162,8 @@ def run_retrieval_eval(
 
     stage = _StageRuns()
     mined: list[dict[str, Any]] = []
-    with open_runtime(settings, generator=False, log=_quiet) as runtime:
+    # Query latency is reported, so queries run with the serving thread policy (rag.threads).
+    with open_runtime(for_queries(settings), generator=False, log=_quiet) as runtime:
         pipeline = runtime.pipeline
         retriever = pipeline.retriever(name)
         reader = retriever.collection
@@ -370,7 +371,7 @@ def run_answer_eval(
 
     rows: list[dict[str, Any]] = []
     errors: list[dict[str, str]] = []
-    with open_runtime(settings, generator=generator or True, log=_quiet) as runtime:
+    with open_runtime(for_queries(settings), generator=generator or True, log=_quiet) as runtime:
         pipeline = runtime.pipeline
         with _progress(console, f"answers {data.name}") as bar:
             task = bar.add_task("questions", total=len(questions))

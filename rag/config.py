@@ -8,7 +8,10 @@ it receives a :class:`Settings`.
 
 from __future__ import annotations
 
+import difflib
 import os
+import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -159,7 +162,10 @@ class VerifierConfig(_Section):
     """Claim verification and abstention thresholds."""
 
     support_threshold: float = Field(0.55, ge=0.0, le=1.0)
-    min_faithfulness: float = Field(0.0, ge=0.0, le=1.0, description="abstain below this")
+    min_faithfulness: float = Field(0.0, ge=0.0, le=1.0, description="abstain when faithfulness is below this")
+    abstain_unsupported: bool = Field(
+        True, description="abstain when no claim of the answer is supported by its sources, whatever min_faithfulness"
+    )
     min_retrieval_score: float = Field(-1e9, description="abstain when the best rerank score is below this")
     min_fusion_score: float = Field(0.0, ge=0.0, description="abstain when the best RRF score is below this (no reranker)")
     strict: bool = False
@@ -287,11 +293,66 @@ def _setting_name(loc: tuple[Any, ...]) -> str:
     return "RAG_" + "__".join(p.upper() for p in parts) if parts else "RAG_*"
 
 
-def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+def setting_names() -> list[str]:
+    """Every setting as its environment variable, e.g. ``RAG_CHUNKING__SIZE``."""
+    names = []
+    for name, field in Settings.model_fields.items():
+        names.append(f"RAG_{name.upper()}")
+        section = field.annotation
+        if isinstance(section, type) and issubclass(section, BaseModel):
+            names += [f"RAG_{name.upper()}__{sub.upper()}" for sub in section.model_fields]
+    return names
+
+
+def unknown_settings(variables: Iterable[str]) -> list[str]:
+    """Warnings for ``RAG_`` variables that name no setting, each with the closest setting.
+
+    ``RAG_TEST_*`` variables belong to the test harness and are left alone.
+
+    Args:
+        variables: environment variable names (the caller reads the environment).
+    """
+    known = setting_names()
+    out = []
+    for var in sorted(variables):
+        if not var.startswith("RAG_") or var.startswith("RAG_TEST_") or var in known:
+            continue
+        close = difflib.get_close_matches(var, known, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else "; `rag --help` and the README list the settings"
+        out.append(f"{var} is not a setting and is ignored{hint}")
+    return out
+
+
+def _toml_error(config_file: Path | None, loc: tuple[Any, ...], msg: str) -> ConfigError | None:
+    """The error named as the TOML file's key, when the bad value came from the file."""
+    if config_file is None:
+        return None
+    try:
+        data: Any = tomllib.loads(Path(config_file).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    keys = [str(p) for p in loc if not isinstance(p, int)]
+    for key in keys:
+        if not isinstance(data, dict) or key not in data:
+            return None
+        data = data[key]
+    known = setting_names()
+    env = _setting_name(loc)
+    close = difflib.get_close_matches(env, known, n=1, cutoff=0.6) if env not in known else []
+    hint = f" (did you mean {close[0].removeprefix('RAG_').lower().replace('__', '.')}?)" if close else ""
+    where = ".".join(keys)
+    return ConfigError(f"{config_file}: {where}", f"{msg}{hint}")
+
+
+def load_settings(
+    config_file: Path | None = None, *, environment: Iterable[str] = (), **overrides: Any
+) -> Settings:
     """Read settings from the environment and an optional TOML file.
 
     Args:
         config_file: optional TOML file; environment variables override it.
+        environment: the names of the environment variables set, so that an error from the TOML
+            file is named as the file's key rather than as a variable nobody set.
         **overrides: values that win over both (used by tests and CLI flags).
 
     Returns:
@@ -303,14 +364,18 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     if config_file is not None and not Path(config_file).is_file():
         raise ConfigError("--config", f"no such file: {config_file}")
     _TOML_PATH["path"] = Path(config_file) if config_file else None
+    _env_names = set(environment)
     try:
         return Settings(**overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
-        name = _setting_name(first.get("loc", ()))
+        loc = first.get("loc", ())
         msg = first.get("msg", "invalid")
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ConfigError(name, f"{msg}{more}") from None
+        from_file = _toml_error(config_file, loc, f"{msg}{more}")
+        if from_file is not None and _setting_name(loc) not in _env_names:
+            raise from_file from None
+        raise ConfigError(_setting_name(loc), f"{msg}{more}") from None
     except Exception as exc:  # SettingsError from a source, e.g. undecodable JSON or TOML
         raise ConfigError("settings", str(exc).splitlines()[0]) from None
     finally:

@@ -33,12 +33,24 @@ class SearchResult:
 
 @dataclass
 class ComponentStatus:
-    """State of an optional component, for ``/health`` and each response's ``pipeline`` field."""
+    """State of an optional component, for ``/health`` and each response's ``pipeline`` field.
+
+    Attributes:
+        enabled: the component runs.
+        model: its model, if any.
+        detail: one line on how it runs, or why it is off.
+        extra: more facts for ``/health``.
+    """
 
     enabled: bool
     model: str = ""
     detail: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def state(self) -> str:
+        """``on``, or ``off`` (by configuration or a missing optional model: not a fault)."""
+        return "on" if self.enabled else "off"
 
 
 class RagPipeline:

@@ -377,6 +377,7 @@ class Answer:
     usage: Usage
     sources: tuple[ScoredChunk, ...] = ()
     plan: Plan | None = None
+    invalid_citations: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -94,3 +94,30 @@ def test_docker_compose_has_the_three_services() -> None:
     spec = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     assert set(spec["services"]) == {"api", "postgres", "vllm"}
     assert "RAG_GENERATOR__URL" in spec["services"]["api"]["environment"]
+
+
+def test_unknown_rag_variable_is_named_with_the_closest_setting() -> None:
+    from rag.config import unknown_settings
+
+    warnings = unknown_settings(["RAG_CHUNKNG__SIZE", "RAG_DATA_DIR", "RAG_TEST_POSTGRES_URL", "PATH"])
+    assert warnings == ["RAG_CHUNKNG__SIZE is not a setting and is ignored; did you mean RAG_CHUNKING__SIZE?"]
+
+
+def test_cli_warns_about_an_unknown_rag_variable(tmp_path) -> None:
+    import os
+    import sys
+
+    env = {**os.environ, "RAG_DATA_DIR": str(tmp_path), "RAG_CHUNKNG__SIZE": "200"}
+    r = subprocess.run([sys.executable, "-m", "cli.main", "collections", "list"], capture_output=True, text=True,
+                       env=env, cwd=Path(__file__).resolve().parents[1], timeout=120)
+    assert "RAG_CHUNKNG__SIZE" in r.stderr and "RAG_CHUNKING__SIZE" in r.stderr
+
+
+def test_toml_typo_names_the_file_and_the_key(tmp_path) -> None:
+    path = tmp_path / "rag.toml"
+    path.write_text("[chunking]\nsise = 200\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    text = str(err.value)
+    assert str(path) in text and "chunking.sise" in text and "chunking.size" in text
+    assert "RAG_CHUNKING__SISE" not in text, "not a variable the user never set"

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.convert import answer_out, check_limits, citations_out, claims_out, result_out, search_timings, source_out, to_filters
+from api.convert import answer_out, check_limits, result_out, search_timings, source_out, to_filters
 from api.deps import Scope
 from api.errors import ApiError
 from api.metrics import Metrics
@@ -92,7 +92,7 @@ class QueryService:
                     out = answer_out(event.answer)
                     yield _sse("verification", VerificationEvent(
                         answer=out.answer, citations=out.citations, claims=out.claims,
-                        faithfulness=out.faithfulness, abstained=out.abstained,
+                        faithfulness=out.faithfulness, abstained=out.abstained, invalid_citations=out.invalid_citations,
                     ))
                     yield _sse("done", DoneEvent(timings_ms=out.timings_ms, usage=out.usage, pipeline=out.pipeline))
         except RagError as exc:

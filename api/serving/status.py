@@ -7,7 +7,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import Scope
 from api.metrics import Metrics
-from api.schemas import CollectionOut, CollectionsResponse, HealthResponse
+from api.schemas import CollectionOut, CollectionsResponse, HealthResponse, ModelOut, ModelsResponse
 from rag.pipeline import RagPipeline
 
 
@@ -42,6 +42,11 @@ class StatusService:
 
         return CollectionsResponse(collections=await run_in_threadpool(load))
 
+    async def models(self, scope: Scope) -> ModelsResponse:
+        """The collections the caller's key may use, as OpenAI model objects."""
+        infos = await run_in_threadpool(self.pipeline.store.collections)
+        return ModelsResponse(data=[ModelOut(id=n) for n in scope.visible([i.name for i in infos])])
+
     async def health(self) -> HealthResponse:
         """Each component's state; ``degraded`` when an optional component is off or down."""
         return await run_in_threadpool(self._check)
@@ -50,16 +55,22 @@ class StatusService:
         p = self.pipeline
         components: dict[str, dict] = {}
         try:
-            components["database"] = {"ok": True, "collections": len(p.store.collections())}
+            components["database"] = _up(True, collections=len(p.store.collections()))
         except Exception as exc:  # report, never raise, from a health check
-            components["database"] = {"ok": False, "detail": str(exc).splitlines()[0]}
-        components["embedding"] = {"ok": True, "model": p.embedder.model_id}
+            components["database"] = _up(False, detail=str(exc).splitlines()[0])
+        components["embedding"] = _up(True, model=p.embedder.model_id)
         rs = p.reranker_status
-        components["reranker"] = {"ok": rs.enabled, "model": rs.model, "detail": rs.detail}
+        components["reranker"] = {"ok": rs.enabled, "state": rs.state, "model": rs.model, "detail": rs.detail}
         gen = p.generator
         if gen is None:
-            components["generator"] = {"ok": False, "detail": "not configured"}
+            components["generator"] = {"ok": False, "state": "off", "detail": "off: no generator configured; /v1/search works"}
         else:
-            components["generator"] = {"ok": gen.healthy(), "url": gen.base_url, "model": gen.model}
-        ok = all(c["ok"] for c in components.values())
-        return HealthResponse(status="ok" if ok else "degraded", components=components)
+            components["generator"] = _up(gen.healthy(), url=gen.base_url, model=gen.model)
+        # Off by configuration or for a missing optional model is not a fault; a component that should run and does not is.
+        down = any(c["state"] == "down" for c in components.values())
+        return HealthResponse(status="degraded" if down else "ok", components=components)
+
+
+def _up(ok: bool, **facts: object) -> dict:
+    """A component that should run: ``on`` when it does, ``down`` when not."""
+    return {"ok": ok, "state": "on" if ok else "down", **facts}

@@ -25,6 +25,7 @@ from rag.types import (
     Stopwatch,
     Timings,
     Usage,
+    Verification,
 )
 from rag.verify.spans import short_answer
 from rag.verify.verifier import is_abstention
@@ -202,11 +203,12 @@ class Answerer:
             return best.rerank < cfg.min_retrieval_score
         return (best.fused or 0.0) < cfg.min_fusion_score
 
-    def _abstained(self, draft: _Draft, usage: Usage, claims: tuple[Claim, ...] = (), faithfulness: float = 0.0,
+    def _abstained(self, draft: _Draft, usage: Usage, verification: Verification | None = None,
                    text: str = NOT_ENOUGH_EVIDENCE) -> Answer:
+        v = verification or Verification((), 0.0)
         return Answer(
-            text, (), claims, faithfulness, True, draft.found.pipeline, self._timings(draft), usage,
-            tuple(draft.found.results), draft.plan,
+            text, (), v.claims, v.faithfulness, True, draft.found.pipeline, self._timings(draft), usage,
+            tuple(draft.found.results), draft.plan, v.invalid_citations,
         )
 
     def _timings(self, draft: _Draft) -> Timings:
@@ -223,12 +225,15 @@ class Answerer:
                 text, packed, strict=strict, question=draft.question if short else None
             )
         model_abstained = is_abstention(text) or text.strip().lower().startswith(("i don't know", "i do not know"))
-        low_faith = bool(verification.claims) and verification.faithfulness < self.settings.verifier.min_faithfulness
-        if model_abstained or low_faith:
-            reason = NOT_ENOUGH_EVIDENCE if low_faith else text
-            return self._abstained(draft, usage, verification.claims, verification.faithfulness, reason)
+        if model_abstained:
+            return self._abstained(draft, usage, verification, text)
+        if self._unfaithful(verification):
+            return self._abstained(draft, usage, verification)
+        kept = verification.answer or text
+        if is_abstention(kept):  # strict mode kept no claim
+            return self._abstained(draft, usage, verification, kept)
         return Answer(
-            verification.answer or text,
+            kept,
             _citations(verification.claims, packed),
             verification.claims,
             verification.faithfulness,
@@ -238,7 +243,17 @@ class Answerer:
             usage,
             tuple(draft.found.results),
             draft.plan,
+            verification.invalid_citations,
         )
+
+    def _unfaithful(self, verification: Verification) -> bool:
+        """Too little of the answer is supported to show it (``min_faithfulness``, ``abstain_unsupported``)."""
+        if not verification.claims:
+            return False
+        cfg = self.settings.verifier
+        if cfg.abstain_unsupported and not any(c.verdict == "supported" for c in verification.claims):
+            return True
+        return verification.faithfulness < cfg.min_faithfulness
 
 
 def _citations(claims: tuple[Claim, ...], packed: list[Chunk]) -> tuple[Citation, ...]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -238,15 +239,19 @@ class LexicalIndex:
         return [w.lower() for w in _WORD.findall(text) if len(w) < MAX_TOKEN_CHARS]
 
     def _text_query(self, text: str) -> tantivy.Query | None:
-        terms = list(dict.fromkeys(self.analyze(text)))
-        if not terms:
+        # A term's weight is its count in the query (BM25's query-term frequency, as in
+        # Lucene and bm25s): long, wordy queries repeat the words that matter.
+        counts = Counter(self.analyze(text))
+        if not counts:
             return None
         if self._analyzer is None:
             # Terms are alphanumeric and lower-case: no query-parser syntax is left in them.
-            return self._index.parse_query(" ".join(terms), [BODY_FIELD])
-        return tantivy.Query.boolean_query(
-            [(tantivy.Occur.Should, tantivy.Query.term_query(self._schema, BODY_FIELD, t)) for t in terms]
-        )
+            return self._index.parse_query(" ".join(t if n == 1 else f"{t}^{n}" for t, n in counts.items()), [BODY_FIELD])
+        clauses = []
+        for term, n in counts.items():
+            q = tantivy.Query.term_query(self._schema, BODY_FIELD, term)
+            clauses.append((tantivy.Occur.Should, q if n == 1 else tantivy.Query.boost_query(q, float(n))))
+        return tantivy.Query.boolean_query(clauses)
 
     def search(
         self,
@@ -257,7 +262,7 @@ class LexicalIndex:
     ) -> list[Hit]:
         """BM25 top-k chunks for a free-text query, filters applied inside the search.
 
-        Each distinct query term counts once (a repeated word is not up-weighted).
+        A term that occurs n times in the query weighs n times (query-term frequency).
 
         Args:
             query: untrusted free text; no query syntax is interpreted.

@@ -1,7 +1,9 @@
 """The composition root: builds the store, models and generator once, for every front end.
 
 The API server, the CLI, evaluation, benchmarks and reranker training all open the same
-:class:`Runtime` with :func:`open_runtime`, so a setting means the same thing everywhere.
+:class:`~rag.runtime.compose.Runtime` with :func:`open_runtime`, so a setting means the same thing
+everywhere. The names are loaded on first use, so that ``rag.runtime.processes`` and the
+local generator's entry point do not import the models.
 
 Example:
     >>> from rag.config import load_settings
@@ -11,135 +13,17 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-import logging
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from rag.config import Settings
-from rag.embedding import Embedder
-from rag.errors import ModelLoadError
-from rag.generation.client import Generator
-from rag.index.collection import CollectionBusyError
-from rag.index.store import Store
-from rag.index.writer import CollectionWriter
-from rag.pipeline import ComponentStatus, RagPipeline
-from rag.rerank.cross_encoder import Reranker
+if TYPE_CHECKING:
+    from rag.runtime.compose import Runtime, load_reranker, open_runtime, reconcile_all
 
-log = logging.getLogger(__name__)
-
-Log = Callable[[str], None]
+__all__ = ["Runtime", "load_reranker", "open_runtime", "reconcile_all"]
 
 
-@dataclass(frozen=True)
-class Runtime:
-    """What one process opened: the database, the models and the query pipeline over them."""
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from rag.runtime import compose
 
-    settings: Settings
-    store: Store
-    embedder: Embedder
-    reranker: Reranker | None
-    reranker_status: ComponentStatus
-    generator: Generator | None
-    pipeline: RagPipeline
-
-
-def load_reranker(settings: Settings) -> tuple[Reranker | None, ComponentStatus]:
-    """Load the configured reranker.
-
-    The default model may be missing on an offline machine: then reranking is off, with one
-    warning. A reranker the user chose explicitly must load.
-
-    Raises:
-        ModelLoadError: an explicitly configured reranker could not be loaded.
-    """
-    if not settings.reranker.model:
-        return None, ComponentStatus(False, "", "disabled by configuration (RAG_RERANKER__MODEL is empty)")
-    reranker = Reranker(settings.reranker)
-    try:
-        reranker.warm_up()
-    except ModelLoadError as exc:
-        if settings.reranker_explicit:
-            raise
-        log.warning("reranking is off: the default reranker could not be loaded (%s)", exc)
-        return None, ComponentStatus(False, settings.reranker.model, f"default reranker unavailable: {exc}")
-    detail = f"top {reranker.top_n} on {reranker.device}, {reranker.max_length} tokens"
-    if reranker.weight < 1.0:
-        detail += f", blended with retrieval (cross-encoder weight {reranker.weight:g}, BM25 share {reranker.lexical_share:g})"
-    return reranker, ComponentStatus(True, settings.reranker.model, detail)
-
-
-def reconcile_all(settings: Settings, store: Store, say: Log) -> None:
-    """Repair every collection that no writer holds (what a killed ingest left)."""
-    for info in store.collections():
-        model = info.settings.get("embedding_model")
-        dim = info.settings.get("dim")
-        if not model or not dim:
-            continue
-        try:
-            with CollectionWriter(settings, store, info, model, int(dim)) as writer:
-                report = writer.reconciled
-        except CollectionBusyError:
-            say(f"collection {info.name} is being written by another process; it reconciles itself")
-            continue
-        if report.changed:
-            say(f"reconciled collection {info.name}: {report}")
-
-
-@contextlib.contextmanager
-def open_runtime(
-    settings: Settings,
-    *,
-    generator: bool | Generator = True,
-    reranker: bool | tuple[Reranker | None, ComponentStatus] = True,
-    reconcile: bool = False,
-    embedder: Embedder | None = None,
-    log: Log = print,
-) -> Iterator[Runtime]:
-    """Open the store and models; with ``generator``, reach the generator, starting llama.cpp when no URL is set.
-
-    Args:
-        settings: the settings read at the entry point.
-        generator: connect a generator (a local llama.cpp server is started, and stopped on exit,
-            when ``RAG_GENERATOR__URL`` is empty), or use this already connected one.
-        reranker: load the configured reranker, or use this one already loaded (with its status).
-        reconcile: repair collections a killed writer left (the server does this at start).
-        embedder: an embedder already loaded (benchmarks open one runtime per corpus size with one model).
-        log: where progress lines go.
-
-    Raises:
-        ConfigError / ModelLoadError: a configured model is missing, naming the setting.
-    """
-    store = Store(settings.sqlalchemy_url)
-    server = None
-    try:
-        embedder = (embedder or Embedder(settings.embedding)).warm_up()
-        if isinstance(reranker, tuple):
-            rr, status = reranker
-        elif reranker:
-            rr, status = load_reranker(settings)  # logs one warning when the default is missing
-        else:
-            rr, status = None, ComponentStatus(False, "", "not loaded by this command")
-        if reconcile:
-            reconcile_all(settings, store, log)
-        gen: Generator | None = generator if isinstance(generator, Generator) else None
-        if generator is True:
-            url = settings.generator.url
-            if not url:
-                from rag.runtime.llama_server import LocalLlamaServer
-
-                server = LocalLlamaServer(settings.generator, settings.data_dir)
-                log("starting the local llama.cpp generator (no RAG_GENERATOR__URL set) ...")
-                url = server.start()
-                log(f"local generator ready at {url}")
-            gen = Generator(settings.generator, base_url=url)
-            try:
-                gen.warm_up()
-            except Exception as exc:  # the service still searches without a generator
-                log(f"[yellow]warning:[/] generator not reachable yet: {exc}")
-        pipeline = RagPipeline(settings, store, embedder, rr, status, gen)
-        yield Runtime(settings, store, embedder, rr, status, gen, pipeline)
-    finally:
-        if server is not None:
-            server.stop()
-        store.close()
+        return getattr(compose, name)
+    raise AttributeError(f"module 'rag.runtime' has no attribute {name!r}")

@@ -86,7 +86,7 @@ def resolve_gguf(config: GeneratorConfig, data_dir: Path) -> Path:
 
 
 class LocalLlamaServer:
-    """``python -m llama_cpp.server`` on 127.0.0.1 as a child process.
+    """``python -m llama_cpp.server`` on 127.0.0.1 as a child process (through :mod:`rag.runtime.llama_entry`).
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`.
     """
@@ -123,7 +123,8 @@ class LocalLlamaServer:
         self.port = free_port()
         threads = self.config.local_threads or cpu_count()
         cmd = [
-            sys.executable, "-m", "llama_cpp.server",
+            # llama_cpp.server with every prompt evaluated from scratch (repeatable answers)
+            sys.executable, "-m", "rag.runtime.llama_entry",
             "--model", str(model),
             "--host", "127.0.0.1",
             "--port", str(self.port),

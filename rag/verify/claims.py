@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 MAX_RANGE = 50
@@ -69,6 +70,28 @@ def parse_citations(marker_text: str) -> tuple[int, ...]:
             for n in nums:
                 seen.setdefault(n, None)
     return tuple(seen)
+
+
+def rewrite_citations(text: str, keep: Callable[[int], int | None]) -> str:
+    """The text with each cited number mapped by ``keep``: a number, or None to drop it.
+
+    A marker whose numbers are all dropped is removed with the space before it; one whose numbers
+    map to the same source keeps it once. Other text is unchanged.
+
+    Args:
+        text: text holding markers such as ``[1]``, ``[1, 9]`` or ``[2-3]``.
+        keep: maps a cited number to the number to show, or None.
+    """
+
+    def one(m: re.Match[str]) -> str:
+        nums = [k for n in parse_citations(m.group(0).strip()) if (k := keep(n)) is not None]
+        nums = list(dict.fromkeys(nums))
+        if not nums:
+            return ""
+        lead = m.group(0)[: len(m.group(0)) - len(m.group(0).lstrip())]
+        return lead + "".join(f"[{n}]" for n in nums)
+
+    return re.sub(rf"\s*(?:{_MARKER.pattern})", one, text, flags=re.IGNORECASE)
 
 
 def strip_citations(text: str) -> str:

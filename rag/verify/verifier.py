@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from rag.config import VerifierConfig
 from rag.types import ABSTAIN_TEXT
 from rag.types import Chunk, Claim, Verdict, Verification
-from rag.verify.claims import ClaimText, split_claims
+from rag.verify.claims import ClaimText, rewrite_citations, split_claims
 from rag.verify.support import SupportScorer
 
 _TERMINAL_END = re.compile(r"[.!?。！？]+[\"'”’)»]*$")
@@ -40,11 +40,28 @@ class Verifier:
     A citation outside ``1..len(sources)`` is invalid: it is listed in
     :attr:`Verification.invalid_citations`, left out of the claim's citations
     and never counts as support, so a claim citing only ``[7]`` of two sources
-    is treated as uncited (and may still be attributed).
+    is treated as uncited (and may still be attributed). In the answer the user
+    sees, an invalid marker becomes the attributed source's marker, or is dropped.
 
     Args:
         config: thresholds and the default strictness.
         scorer: scores a claim against source texts.
+
+    Example:
+        >>> import numpy as np
+        >>> from rag.config import VerifierConfig
+        >>> from rag.types import Chunk
+        >>> from rag.verify.support import HybridSupportScorer
+        >>> alike = lambda texts: np.ones((len(texts), 2), np.float32) / np.sqrt(2)  # a stand-in embedder
+        >>> source = Chunk(1, 1, "handbook", "travel.md", "travel.md", "Travel", "", 0, 0, 35,
+        ...                "Travel is approved by your manager.")
+        >>> verifier = Verifier(VerifierConfig(), HybridSupportScorer(alike))
+        >>> answer = "Your manager approves travel [1]. Parking is free [1]."
+        >>> result = verifier.verify(answer, [source])
+        >>> [c.verdict for c in result.claims], result.faithfulness
+        (['supported', 'unsupported'], 0.5)
+        >>> verifier.verify(answer, [source], strict=True).answer
+        'Your manager approves travel [1].'
     """
 
     def __init__(self, config: VerifierConfig, scorer: SupportScorer) -> None:
@@ -93,7 +110,7 @@ class Verifier:
             claims.append(self._judge(part, texts, question))
 
         supported = sum(c.verdict == "supported" for c in claims)
-        kept = answer
+        kept = _without_invalid(answer, parts, claims, len(sources)) if invalid else answer
         if strict:
             kept = _rebuild(answer, parts, claims) or ABSTAIN_TEXT
         return Verification(
@@ -116,6 +133,22 @@ class Verifier:
             best_n = max(range(len(scores)), key=scores.__getitem__) + 1
             return Claim(part.text, (best_n,), "supported", scores[best_n - 1], ("attributed",))
         return Claim(part.text, (), "uncited", max(scores, default=0.0))
+
+
+def _without_invalid(answer: str, parts: list[ClaimText], claims: list[Claim], n_sources: int) -> str:
+    """The answer with each invalid marker replaced by the source attributed to its claim, or dropped."""
+    out, prev = [], 0
+    for part, claim in zip(parts, claims, strict=True):
+        attributed = claim.citations[0] if claim.kinds[:1] == ("attributed",) else None
+
+        def keep(n: int, attributed: int | None = attributed) -> int | None:
+            return n if 1 <= n <= n_sources else attributed
+
+        out.append(answer[prev : part.start])
+        out.append(rewrite_citations(answer[part.start : part.end], keep))
+        prev = part.end
+    out.append(answer[prev:])
+    return "".join(out)
 
 
 def _rebuild(answer: str, parts: list[ClaimText], claims: list[Claim]) -> str:

@@ -79,6 +79,18 @@ def test_ask_cites_returned_sources(client) -> None:  # noqa: ANN001
 
 
 @pytest.mark.generator
+def test_the_same_question_twice_gets_the_same_answer(client) -> None:  # noqa: ANN001
+    """Temperature 0 must be repeatable: the local server re-reads every prompt (no reuse of the last one's cache)."""
+    body = {"query": "Who was the last keeper of the Tarbet lighthouse and when did they retire?", "collection": "alpha"}
+    other = {"query": "How often does the fog horn sound?", "collection": "alpha"}
+    first = client.post("/v1/ask", json=body).json()
+    client.post("/v1/ask", json=other)
+    second = client.post("/v1/ask", json=body).json()
+    third = client.post("/v1/ask", json=body).json()
+    assert first["answer"] == second["answer"] == third["answer"]
+    assert first["claims"] == second["claims"] == third["claims"]
+
+
 def test_ask_stream_sends_events_in_order(client) -> None:  # noqa: ANN001
     with client.stream("POST", "/v1/ask", json={"query": "How often does the fog horn sound?", "collection": "alpha", "stream": True}) as r:
         assert r.status_code == 200
@@ -167,7 +179,9 @@ def test_oversized_body_is_413(search_client) -> None:  # noqa: ANN001
 
 def test_health_and_metrics(search_client) -> None:  # noqa: ANN001
     h = search_client.get("/health").json()
-    assert h["status"] == "degraded" and h["components"]["generator"]["ok"] is False
+    # No generator and no reranker by configuration: off, which is not degradation.
+    assert h["status"] == "ok" and h["components"]["generator"]["ok"] is False
+    assert h["components"]["generator"]["state"] == "off" and h["components"]["reranker"]["state"] == "off"
     assert h["components"]["reranker"]["ok"] is False and h["components"]["database"]["ok"] is True
     search_client.post("/v1/search", json={"query": "fog", "collection": "alpha"})
     text = search_client.get("/metrics").text
@@ -175,10 +189,60 @@ def test_health_and_metrics(search_client) -> None:  # noqa: ANN001
     assert "rag_requests_total" in text
 
 
+def test_health_is_degraded_when_a_configured_generator_is_down(corpus_settings, embedder) -> None:  # noqa: ANN001
+    from rag.runtime.processes import free_port
+
+    client = make_client(corpus_settings, embedder, f"http://127.0.0.1:{free_port()}/v1")
+    h = client.get("/health").json()
+    assert h["status"] == "degraded" and h["components"]["generator"]["state"] == "down"
+
+
+def test_missing_default_reranker_is_off_in_one_line(tmp_path) -> None:  # noqa: ANN001
+    from rag.config import load_settings
+    from rag.runtime import load_reranker
+
+    settings = load_settings(data_dir=tmp_path)  # the default ms-marco reranker, which does not install offline
+    assert not settings.reranker_explicit
+    reranker, status = load_reranker(settings)
+    assert reranker is None and status.state == "off"
+    assert "\n" not in status.detail and status.detail.startswith("off:") and "RAG_RERANKER__MODEL" in status.detail
+
+
 def test_openapi_docs(search_client) -> None:  # noqa: ANN001
     spec = search_client.get("/openapi.json").json()
     assert {"/v1/search", "/v1/ask", "/v1/chat/completions", "/v1/collections", "/health", "/v1/feedback"} <= set(spec["paths"])
     assert search_client.get("/docs").status_code == 200
+
+
+def test_reference_pages_load_nothing_from_other_hosts(search_client) -> None:  # noqa: ANN001
+    import re
+
+    for page in ("/docs", "/redoc"):
+        html = search_client.get(page).text
+        urls = re.findall(r"""(?:src|href)=["']([^"']+)["']|url: ?["']([^"']+)["']""", html)
+        urls = [a or b for a, b in urls if a or b]
+        assert urls, page
+        assert all(u.startswith("/") for u in urls), f"{page} loads {urls}"
+        for u in urls:
+            if u.startswith("/docs-assets/"):
+                assert search_client.get(u).status_code == 200, u
+
+
+def test_openapi_declares_the_bearer_scheme_and_stream_events(search_client) -> None:  # noqa: ANN001
+    spec = search_client.get("/openapi.json").json()
+    schemes = spec["components"]["securitySchemes"]
+    assert any(s.get("scheme", "").lower() == "bearer" for s in schemes.values())
+    events = spec["paths"]["/v1/ask"]["post"]["responses"]["200"]["content"]["text/event-stream"]
+    assert set(events["x-events"]) == {"citations", "token", "verification", "done", "error"}
+    assert {"CitationsEvent", "VerificationEvent", "DoneEvent", "ChatCompletionChunk"} <= set(spec["components"]["schemas"])
+
+
+def test_models_lists_the_collections_a_key_may_use(corpus_settings, embedder) -> None:  # noqa: ANN001
+    c = make_client(corpus_settings, embedder, None, api_keys={"key-a": ["alpha"]})
+    r = c.get("/v1/models", headers={"authorization": "Bearer key-a"})
+    assert r.status_code == 200 and r.json()["object"] == "list"
+    assert [m["id"] for m in r.json()["data"]] == ["alpha"] and r.json()["data"][0]["object"] == "model"
+    assert c.get("/v1/models").status_code == 401
 
 
 def test_feedback_is_stored(search_client) -> None:  # noqa: ANN001

@@ -118,3 +118,16 @@ def test_answer_report_names_missing_keys(tmp_path: Path) -> None:
     del report["f1"]
     with pytest.raises(InputError, match="f1"):
         write_answer_report(tmp_path, report, [])
+
+
+def test_qrels_with_spaces_in_corpus_ids_are_read_by_tabs(tmp_path) -> None:
+    import json
+
+    from eval.datasets import load_beir
+
+    (tmp_path / "qrels").mkdir()
+    (tmp_path / "corpus.jsonl").write_text(json.dumps({"_id": "Réserve Naturelle Lomako", "title": "", "text": "x"}) + "\n")
+    (tmp_path / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "where?"}) + "\n")
+    (tmp_path / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\tRéserve Naturelle Lomako\t1\nq1\tBonobo\t1\n")
+    data = load_beir(tmp_path)
+    assert data.qrels == {"q1": {"Réserve Naturelle Lomako": 1, "Bonobo": 1}}

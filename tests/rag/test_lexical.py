@@ -46,6 +46,17 @@ def test_search_ranks_and_sorts(index):
     assert scores == sorted(scores, reverse=True) and all(s > 0 for s in scores)
 
 
+def test_a_repeated_query_term_weighs_more(tmp_path):
+    idx = LexicalIndex.open(tmp_path, LexicalConfig())
+    idx.add([(1, "glacier moraine survey"), (2, "volcano moraine survey")])
+    idx.commit()
+    even = idx.search("glacier volcano", 2)
+    assert even[0].score == pytest.approx(even[1].score), "one each: a tie"
+    twice = idx.search("volcano glacier volcano", 2)
+    assert ids_of(twice) == [2, 1] and twice[0].score == pytest.approx(2 * twice[1].score, rel=0.3)
+    idx.close()
+
+
 def test_stemming_and_stopwords(index):
     assert ids_of(index.search("runs", 5)) == [13]  # run / running share the stem
     assert ids_of(index.search("vaccinated", 5)) == [12]
