@@ -25,7 +25,7 @@ def run_demo(settings: Settings, data: Path, question: str, *, console: Console,
     env = dict(os.environ)
     env.setdefault("RAG_DATA_DIR", str(settings.data_dir))
     console.print(f"[bold]1/4[/] ingesting {data} into collection 'guide'")
-    rc = subprocess.call(_rag("ingest", str(data), "--collection", "guide"), env=env)
+    rc = subprocess.call(_rag("ingest", str(data), "--collection", "guide", "--create"), env=env)
     if rc not in (0, 1):
         console.print(f"[red]ingest failed with exit code {rc}[/]")
         return rc

@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api import errors, openapi
+from api import docs, errors, openapi
 from api.errors import envelope
 from api.metrics import Metrics
 from api.routes import chat, query, service
@@ -109,6 +109,8 @@ def create_app(settings: Settings, pipeline: RagPipeline) -> FastAPI:
         title="rag-service",
         version="0.1.0",
         description="Hybrid retrieval, reranking and answers with checked citations.",
+        docs_url=None,
+        redoc_url=None,
     )
     metrics = Metrics()
     slots = GenerationSlots(settings.api.max_concurrent_asks, settings.generator.timeout_s)
@@ -121,6 +123,7 @@ def create_app(settings: Settings, pipeline: RagPipeline) -> FastAPI:
     app.state.started = time.time()
     errors.install(app)
     openapi.install(app)
+    docs.install(app)
     app.include_router(query.router)
     app.include_router(chat.router)
     app.include_router(service.router)

@@ -27,20 +27,33 @@ app = typer.Typer(
 )
 eval_app = typer.Typer(help="Evaluate retrieval and answers on BEIR-layout datasets.", no_args_is_help=True)
 collections_app = typer.Typer(help="List, create and drop collections.", invoke_without_command=True)
+documents_app = typer.Typer(help="List a collection's documents, or show one with its chunks.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 app.add_typer(collections_app, name="collections")
+app.add_typer(documents_app, name="documents")
 
-console = Console(stderr=True)
-out = Console()
+
+def _is_tty(stream: object) -> bool:
+    try:
+        return bool(stream.isatty())  # type: ignore[attr-defined]
+    except (AttributeError, ValueError):
+        return False
+
+
+# Output that is not a terminal (a pipe, a file, a test) is not wrapped at 80 columns.
+console = Console(stderr=True, soft_wrap=not _is_tty(sys.stderr))
+out = Console(soft_wrap=not _is_tty(sys.stdout))
 
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="TOML settings file; RAG_* variables override it")]
 CollectionOpt = Annotated[str, typer.Option("--collection", "-c", help="collection name")]
 
 
 def _settings(config: Path | None, **overrides):  # noqa: ANN202
-    from rag.config import load_settings
+    from rag.config import load_settings, unknown_settings
 
-    s = load_settings(config, **overrides)
+    for warning in unknown_settings(os.environ):
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    s = load_settings(config, environment=os.environ.keys(), **overrides)
     logging.basicConfig(level=s.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "httpx2", "openai", "sentence_transformers", "alembic", "faiss"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -56,6 +69,66 @@ def _store(settings):  # noqa: ANN001, ANN202
 # admin -----------------------------------------------------------------------------------------
 
 
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def _ingest_progress(enabled: bool):  # noqa: ANN202 - rich Progress, imported here
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("[bold]ingest[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("files · {task.fields[docs]} docs · {task.fields[chunks]} chunks · {task.fields[rate]} chunks/s"),
+        TimeElapsedColumn(),
+        TextColumn("· ETA {task.fields[eta]}"),
+        console=console,
+        disable=not enabled,
+    )
+
+
+def _missing_collection(store, name: str, *, create_hint: bool) -> RagErrorExit:  # noqa: ANN001
+    from indexer.admin import closest_collection
+
+    close = closest_collection(store, name)
+    hint = f" (did you mean {close!r}?)" if close else ""
+    how = f"; create it with `rag collections create {name}` or pass --create" if create_hint else ""
+    return RagErrorExit(f"collection {name!r} does not exist{hint}{how}", 2)
+
+
+def _print_ingest(collection: str, report) -> None:  # noqa: ANN001 - IngestReport
+    parts = [f"{report.documents_added} added", f"{report.documents_updated} updated"]
+    if report.documents_rechunked:
+        parts.append(f"{report.documents_rechunked} rechunked (chunking settings changed)")
+    if report.documents_renamed:
+        parts.append(f"{report.documents_renamed} renamed")
+    if report.documents_deleted:
+        parts.append(f"{report.documents_deleted} deleted (files gone)")
+    parts += [f"{report.documents_unchanged} unchanged", f"{report.documents_failed} failed"]
+    extra = f", {len(report.skipped)} files skipped" if report.skipped else ""
+    out.print(
+        f"[bold]{collection}[/]: {', '.join(parts)}{extra}; {report.chunks_added} chunks in {report.seconds:.1f} s",
+        highlight=False,
+    )
+    for r in report.renamed:
+        out.print(f"  renamed {r['from']} -> {r['to']}", highlight=False, markup=False)
+    for d in report.deleted:
+        out.print(f"  deleted {d}", highlight=False, markup=False)
+    for f in report.failures:
+        out.print(f"  [red]failed[/] {f['path']}: {f['reason']}", highlight=False)
+    shown = 10
+    for s in report.skipped[:shown]:
+        out.print(f"  [yellow]skipped[/] {s['path']}: {s['reason']}", highlight=False)
+    if len(report.skipped) > shown:
+        out.print(f"  … and {len(report.skipped) - shown} more skipped (all of them with --json)", highlight=False)
+    if report.skipped:
+        from indexer.loaders.registry import supported_suffixes
+
+        out.print(f"  (supported: {supported_suffixes()})", highlight=False)
+
+
 @app.command()
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="files or directories (read recursively)")],
@@ -63,69 +136,92 @@ def ingest(
     include: Annotated[Optional[list[str]], typer.Option(help="glob a file must match (repeatable)")] = None,
     exclude: Annotated[Optional[list[str]], typer.Option(help="glob that skips a file (repeatable)")] = None,
     fail_fast: Annotated[bool, typer.Option(help="stop at the first bad file")] = False,
+    sync: Annotated[
+        bool,
+        typer.Option("--sync", help="delete documents under PATHS whose files are gone; a renamed file stays one document"),
+    ] = False,
+    metadata: Annotated[
+        Optional[list[str]],
+        typer.Option("--metadata", help="KEY=VALUE added to every document's metadata (repeatable)"),
+    ] = None,
+    create: Annotated[bool, typer.Option("--create", help="create the collection if it does not exist")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print one summary object")] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Ingest documents (.txt .md .html .pdf, BEIR .jsonl) into a collection. Exit 1 if any file failed."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    """Ingest files (.txt .md .html .pdf .docx .pptx .xlsx .csv, BEIR .jsonl) into a collection. Exit 1 if any failed."""
+    from contextlib import nullcontext
 
-    from indexer.pipeline import Ingestor
+    from indexer.pipeline import Ingestor, IngestProgress, parse_metadata
     from rag.embedding import Embedder
+    from rag.errors import NotFoundError
 
+    extra = parse_metadata(metadata or [])
     settings = _settings(config)
     store = _store(settings)
-    ingestor = Ingestor(settings, store, Embedder(settings.embedding), collection)
-    progress = Progress(
-        TextColumn("[bold]ingest[/]"),
-        BarColumn(),
-        TextColumn("{task.fields[docs]} docs · {task.fields[chunks]} chunks · {task.fields[rate]} chunks/s"),
-        TimeElapsedColumn(),
-        console=console,
-        disable=as_json or not console.is_terminal,
-    )
+    try:
+        store.collection(collection)
+    except NotFoundError:
+        if not create:
+            raise _missing_collection(store, collection, create_hint=True) from None
+    show = not as_json and console.is_terminal
+    with console.status("loading the embedding model") if show else nullcontext():
+        ingestor = Ingestor(settings, store, Embedder(settings.embedding), collection)
+    progress = _ingest_progress(show)
     with progress:
-        task = progress.add_task("ingest", total=None, docs=0, chunks=0, rate="0.0")
-        state = {"docs": 0, "chunks": 0}
-        import time
+        task = progress.add_task("ingest", total=None, docs=0, chunks=0, rate="0.0", eta="—")
 
-        t0 = time.perf_counter()
+        def tick(p: IngestProgress) -> None:
+            rate = p.chunks / max(p.seconds, 1e-9)
+            eta = "—" if p.eta_s is None else _clock(p.eta_s)
+            progress.update(
+                task, completed=p.files_done, total=p.files_total, docs=p.documents, chunks=p.chunks,
+                rate=f"{rate:.1f}", eta=eta,
+            )
 
-        def tick(docs: int, chunks: int) -> None:
-            state["docs"] += docs
-            state["chunks"] += chunks
-            rate = state["chunks"] / max(time.perf_counter() - t0, 1e-9)
-            progress.update(task, advance=docs, docs=state["docs"], chunks=state["chunks"], rate=f"{rate:.1f}")
-
-        report = ingestor.ingest(paths, include=include, exclude=exclude, fail_fast=fail_fast, progress=tick)
-    summary = report.as_json()
-    if as_json:
-        out.print_json(json.dumps(summary))
-    else:
-        out.print(
-            f"[bold]{collection}[/]: {report.documents_added} added, {report.documents_updated} updated, "
-            f"{report.documents_unchanged} unchanged, {report.documents_failed} failed; "
-            f"{report.chunks_added} chunks in {report.seconds:.1f} s"
+        report = ingestor.ingest(
+            paths, include=include, exclude=exclude, fail_fast=fail_fast, progress=tick if show else None,
+            sync=sync, metadata=extra,
         )
-        for f in report.failures:
-            out.print(f"  [red]skipped[/] {f['path']}: {f['reason']}", highlight=False)
+    if as_json:
+        out.print_json(json.dumps(report.as_json()))
+    else:
+        _print_ingest(collection, report)
     raise typer.Exit(1 if report.documents_failed else 0)
 
 
 @app.command()
 def delete(
     collection: CollectionOpt,
-    doc_id: Annotated[Optional[str], typer.Option("--id", help="external id of one document")] = None,
-    source_prefix: Annotated[Optional[str], typer.Option(help="delete every document whose source starts with this")] = None,
+    doc_id: Annotated[Optional[str], typer.Option("--id", help="external id of one document, or its file's path")] = None,
+    source_prefix: Annotated[
+        Optional[str], typer.Option(help="delete every document whose source starts with this (a path is resolved)")
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Delete one document, or every document under a source prefix."""
-    from indexer.admin import delete_documents
+    """Delete one document, or every document under a source prefix. Exit 1 when nothing matched."""
+    from indexer.admin import (
+        collection_or_hint,
+        delete_documents,
+        no_match_hint,
+        resolve_document_id,
+        resolve_source_prefix,
+    )
 
     if (doc_id is None) == (source_prefix is None):
         raise RagErrorExit("give exactly one of --id and --source-prefix", 2)
     settings = _settings(config)
     store = _store(settings)
-    n = delete_documents(settings, store, collection, external_id=doc_id, source_prefix=source_prefix)
+    info = collection_or_hint(store, collection)
+    if doc_id is not None:
+        resolved = resolve_document_id(store, info, doc_id)
+        n = 0 if resolved is None else delete_documents(settings, store, collection, external_id=resolved)
+        what = f"no document {doc_id!r}"
+    else:
+        prefix = resolve_source_prefix(store, info, source_prefix)
+        n = delete_documents(settings, store, collection, source_prefix=prefix)
+        what = f"no document whose source starts with {prefix!r}"
+    if not n:
+        raise RagErrorExit(f"{what} in {collection}; {no_match_hint(store, info, doc_id or source_prefix)}", 1)
     out.print(f"deleted {n} document(s) from {collection}")
 
 
@@ -148,22 +244,82 @@ def collections_list(config: ConfigOpt = None) -> None:
 
 @collections_app.command("create")
 def collections_create(name: str, config: ConfigOpt = None) -> None:
-    """Create an empty collection."""
+    """Create an empty collection. Exit 1 if it exists."""
+    from rag.errors import NotFoundError
+
     settings = _settings(config)
-    _store(settings).ensure_collection(name)
-    out.print(f"created {name}")
+    store = _store(settings)
+    try:
+        store.collection(name)
+    except NotFoundError:
+        store.ensure_collection(name)
+        out.print(f"created {name}")
+        return
+    raise RagErrorExit(f"collection {name!r} already exists", 1)
 
 
 @collections_app.command("drop")
 def collections_drop(name: str, yes: Annotated[bool, typer.Option("--yes", help="do not ask")] = False, config: ConfigOpt = None) -> None:
     """Drop a collection with its documents and indexes."""
-    from indexer.admin import drop
+    from indexer.admin import collection_or_hint, drop
 
     settings = _settings(config)
+    store = _store(settings)
+    collection_or_hint(store, name)
     if not yes and not typer.confirm(f"drop collection {name!r} and all its documents?"):
         raise typer.Exit(1)
-    drop(settings, _store(settings), name)
+    drop(settings, store, name)
     out.print(f"dropped {name}")
+
+
+@documents_app.command("list")
+def documents_list(
+    collection: Annotated[str, typer.Option("--collection", "-c", help="collection name")],
+    all_versions: Annotated[bool, typer.Option("--all", help="also pending and deleted versions")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """A collection's documents: state, chunks, external id and title, by external id."""
+    from indexer.admin import document_json, list_documents
+
+    settings = _settings(config)
+    docs = list_documents(_store(settings), collection, all_states=all_versions)
+    if as_json:
+        out.print_json(json.dumps({"collection": collection, "documents": [document_json(d) for d in docs]}))
+        return
+    for d in docs:
+        # Tab-separated, as written (rich would expand the tabs): `cut -f3` gives the ids.
+        sys.stdout.write(f"{d.state}\t{d.chunks} chunks\t{d.external_id}\t{d.title}\n")
+    console.print(f"{len(docs)} {'document version(s)' if all_versions else 'document(s)'} in {collection}")
+
+
+@documents_app.command("show")
+def documents_show(
+    doc_id: Annotated[str, typer.Argument(metavar="ID", help="external id, or the file's path")],
+    collection: Annotated[str, typer.Option("--collection", "-c", help="collection name")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """One document: source, state, metadata and its chunks."""
+    from indexer.admin import document_json, show_document
+
+    settings = _settings(config)
+    doc, chunks = show_document(_store(settings), collection, doc_id)
+    if as_json:
+        out.print_json(json.dumps(document_json(doc, chunks)))
+        return
+    p = lambda text: out.print(text, highlight=False, markup=False)  # noqa: E731
+    p(doc.external_id)
+    p(f"  source:   {doc.source}")
+    p(f"  title:    {doc.title}")
+    p(f"  state:    {doc.state} · {doc.chunks} chunks · sha256 {doc.sha256[:12]}")
+    p(f"  updated:  {doc.updated_at.isoformat() if doc.updated_at else '—'}")
+    p(f"  metadata: {json.dumps(doc.metadata, ensure_ascii=False, default=str)}")
+    for c in chunks:
+        preview = " ".join(c.text.split())
+        preview = preview[:77] + "…" if len(preview) > 78 else preview
+        section = f" [{c.section}]" if c.section else ""
+        p(f"  #{c.ordinal}{section} chars {c.char_start}-{c.char_end}, {c.token_count} tokens: {preview}")
 
 
 @app.command()
@@ -173,11 +329,11 @@ def stats(
     config: ConfigOpt = None,
 ) -> None:
     """Documents, chunks, vectors, tombstones and bytes on disk per collection."""
-    from indexer.admin import collection_stats
+    from indexer.admin import collection_or_hint, collection_stats
 
     settings = _settings(config)
     store = _store(settings)
-    names = [collection] if collection else [c.name for c in store.collections()]
+    names = [collection_or_hint(store, collection).name] if collection else [c.name for c in store.collections()]
     data = {"collections": {n: collection_stats(settings, store, n) for n in names}}
     if as_json:
         out.print_json(json.dumps(data))
@@ -192,10 +348,13 @@ def stats(
 @app.command()
 def compact(collection: CollectionOpt, config: ConfigOpt = None) -> None:
     """Remove deleted documents' tombstones from FAISS, tantivy and the database."""
+    from indexer.admin import collection_or_hint
     from indexer.admin import compact as do_compact
 
     settings = _settings(config)
-    result = do_compact(settings, _store(settings), collection)
+    store = _store(settings)
+    collection_or_hint(store, collection)
+    result = do_compact(settings, store, collection)
     out.print(json.dumps(result))
 
 
@@ -226,13 +385,46 @@ def ask(
 ) -> None:
     """Answer a question with cited sources and a verdict per claim (same code path as /v1/ask)."""
     from rag.runtime import open_runtime
+    from rag.threads import for_queries
 
-    settings = _settings(config)
+    settings = for_queries(_settings(config))
+    _check_collection(settings, collection)  # before spending seconds on starting the generator
     with open_runtime(settings, reconcile=True, log=console.print) as runtime:
         answer = runtime.pipeline.ask(collection, question, top_k, None, strict)
     from api.render import print_answer
 
     print_answer(out, answer, as_json=as_json)
+
+
+@app.command()
+def search(
+    query: str,
+    collection: CollectionOpt = "default",
+    top_k: Annotated[int, typer.Option(help="results to return")] = 5,
+    rerank: Annotated[bool, typer.Option(help="apply the reranker when one is configured")] = True,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Retrieve without a server or a generator (same code path as /v1/search), with per-stage timings."""
+    from rag.runtime import open_runtime
+    from rag.threads import for_queries
+
+    settings = for_queries(_settings(config))
+    _check_collection(settings, collection)
+    with open_runtime(settings, generator=False, reranker=rerank, log=console.print) as runtime:
+        found = runtime.pipeline.search(collection, query, top_k, rerank=rerank)
+    from api.render import print_search
+
+    print_search(out, found, as_json=as_json)
+
+
+def _check_collection(settings, name: str) -> None:  # noqa: ANN001
+    """Stop early, naming the collection, when it does not exist."""
+    store = _store(settings)
+    try:
+        store.collection(name)
+    finally:
+        store.close()
 
 
 # evaluators ------------------------------------------------------------------------------------
@@ -298,6 +490,22 @@ def eval_answers(
     keys = ("exact_match", "f1", "f1_short", "faithfulness", "citation_precision", "citation_recall", "abstention_rate")
     out.print("  ".join(f"{k} {'—' if report[k] is None else format(report[k], '.3f')}" for k in keys))
     out.print(f"report: {report['out_dir']}")
+
+
+@eval_app.command("bm25")
+def eval_bm25(
+    datasets: Annotated[Optional[list[Path]], typer.Argument(help="BEIR directories (default: the five shared sets)")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="output directory")] = Path("out/eval/bm25"),
+    config: ConfigOpt = None,
+) -> None:
+    """BM25 nDCG@10 on whole documents and on chunks, beside bm25s; no embedding needed."""
+    from eval.bm25_table import DEFAULT_SHARED_DIR, SHARED_DATASETS, quiet_logs, run_bm25_table
+
+    settings = _settings(config)
+    quiet_logs()
+    report = run_bm25_table(settings, datasets or [DEFAULT_SHARED_DIR / n for n in SHARED_DATASETS], out_dir)
+    out.print(report["table"])
+    out.print(f"report: {out_dir}")
 
 
 @app.command()

@@ -1,14 +1,27 @@
-"""Admin operations behind ``rag delete``, ``rag collections``, ``rag stats`` and ``rag compact``."""
+"""Admin operations behind ``rag delete``, ``rag collections``, ``rag documents``, ``rag stats`` and ``rag compact``.
+
+Documents are keyed by one rule (see :class:`indexer.sources.FileSource`): a file's external id
+and every document's ``source`` are absolute resolved paths. What a user types (``corpus/a.txt``,
+``corpus/``) is resolved the same way here before it is looked up.
+
+The index modules (FAISS, tantivy) are imported only by the operations that open an index, so
+listing collections and documents stays quick.
+"""
 
 from __future__ import annotations
 
+import difflib
+import os
 import shutil
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rag.config import Settings
-from rag.index.collection import bytes_on_disk, collection_dir, open_lexical
-from rag.index.store import CollectionInfo, Store
-from rag.index.writer import CollectionWriter, open_dense
+from rag.errors import NotFoundError
+from rag.index.store import ACTIVE, DELETED, PENDING, CollectionInfo, DocumentSummary, Store, StoredChunk
+
+if TYPE_CHECKING:
+    from rag.index.writer import CollectionWriter
 
 
 def _model(settings: Settings, info: CollectionInfo) -> tuple[str, int]:
@@ -29,14 +42,105 @@ def open_writer(settings: Settings, store: Store, name: str) -> CollectionWriter
     Raises:
         NotFoundError: the collection does not exist.
     """
+    from rag.index.writer import CollectionWriter
+
     info = store.collection(name)
     return CollectionWriter(settings, store, info, *_model(settings, info))
+
+
+def closest_collection(store: Store, name: str) -> str | None:
+    """The existing collection whose name is closest to ``name`` (difflib), if any is close."""
+    names = [c.name for c in store.collections()]
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def collection_or_hint(store: Store, name: str) -> CollectionInfo:
+    """The collection called ``name``.
+
+    Raises:
+        NotFoundError: it does not exist; the message names the closest existing collection.
+    """
+    try:
+        return store.collection(name)
+    except NotFoundError:
+        close = closest_collection(store, name)
+        hint = f"; did you mean {close!r}?" if close else " (see `rag collections list`)"
+        raise NotFoundError("collection", f"collection {name!r} does not exist{hint}") from None
+
+
+def _is_uri(typed: str) -> bool:
+    return "://" in typed
+
+
+def as_path(typed: str) -> str:
+    """What a user typed as a path, absolute and resolved, as documents' sources are stored."""
+    return str(Path(typed).expanduser().resolve())
+
+
+def resolve_document_id(store: Store, info: CollectionInfo, typed: str) -> str | None:
+    """The external id of the active document a user means by ``typed``.
+
+    ``typed`` is taken as an external id first (a BEIR ``_id``), then as a path resolved like a
+    file's id (``corpus/a.txt`` is ``/abs/corpus/a.txt``).
+
+    Returns:
+        The external id, or None when no active document has either.
+    """
+    candidates = [typed] if _is_uri(typed) else list(dict.fromkeys([typed, as_path(typed)]))
+    for candidate in candidates:
+        if store.documents(info.id, external_ids=[candidate], limit=1):
+            return candidate
+    return None
+
+
+def resolve_source_prefix(store: Store, info: CollectionInfo, typed: str) -> str:
+    """The source prefix a user means by ``typed``: resolved as a path unless it is a URI.
+
+    ``corpus/`` (or ``corpus`` naming a directory) becomes ``/abs/corpus/``, so it matches the
+    directory's files and not ``/abs/corpus2``. When the resolved prefix matches nothing but the
+    prefix as typed does (documents written before sources were resolved), that one is used.
+    """
+    if _is_uri(typed):
+        return typed
+    resolved = as_path(typed)
+    if typed.endswith(("/", os.sep)) or os.path.isdir(resolved):
+        resolved = resolved.rstrip(os.sep) + os.sep
+    if store.documents(info.id, source_prefix=resolved, limit=1) or not store.documents(
+        info.id, source_prefix=typed, limit=1
+    ):
+        return resolved
+    return typed
+
+
+def closest_documents(store: Store, info: CollectionInfo, typed: str, n: int = 3) -> list[str]:
+    """External ids of active documents close to what a user typed (difflib, and same file name)."""
+    keys = store.document_keys(info.id)
+    ids = [e for e, _src in keys]
+    target = typed if _is_uri(typed) else as_path(typed)
+    close = [*difflib.get_close_matches(target, ids, n=n, cutoff=0.6), *difflib.get_close_matches(typed, ids, n=n, cutoff=0.6)]
+    name = os.path.basename(typed.rstrip("/"))
+    if name:
+        close += [e for e, src in keys if os.path.basename(src) == name or os.path.basename(e) == name]
+    return list(dict.fromkeys(close))[:n]
+
+
+def no_match_hint(store: Store, info: CollectionInfo, typed: str) -> str:
+    """A hint for a document reference that matched nothing: the closest ids, and where to look."""
+    close = closest_documents(store, info, typed)
+    listing = f"see `rag documents list -c {info.name}`"
+    if close:
+        return f"closest: {', '.join(repr(c) for c in close)}; {listing}"
+    return listing
 
 
 def delete_documents(
     settings: Settings, store: Store, collection: str, *, external_id: str | None = None, source_prefix: str | None = None
 ) -> int:
     """Delete one document or every document under a source prefix (see :meth:`CollectionWriter.delete`).
+
+    The id and prefix are used as given; :func:`resolve_document_id` and
+    :func:`resolve_source_prefix` turn what a user typed into them.
 
     Returns:
         Number of documents deleted.
@@ -46,6 +150,62 @@ def delete_documents(
     """
     with open_writer(settings, store, collection) as writer:
         return writer.delete(external_id=external_id, source_prefix=source_prefix)
+
+
+def list_documents(store: Store, name: str, *, all_states: bool = False) -> list[DocumentSummary]:
+    """The collection's documents by external id: active ones, or every stored version.
+
+    Raises:
+        NotFoundError: the collection does not exist (naming the closest one).
+    """
+    info = collection_or_hint(store, name)
+    states = (ACTIVE, PENDING, DELETED) if all_states else (ACTIVE,)
+    return store.documents(info.id, states=states)
+
+
+def show_document(store: Store, name: str, typed: str) -> tuple[DocumentSummary, list[StoredChunk]]:
+    """A document (its active version, else its newest one) and its chunks.
+
+    Args:
+        store: the database.
+        name: the collection.
+        typed: its external id or path, as :func:`resolve_document_id` reads it.
+
+    Raises:
+        NotFoundError: no such collection, or no version of the document; the message hints.
+    """
+    info = collection_or_hint(store, name)
+    candidates = [typed] if _is_uri(typed) else list(dict.fromkeys([typed, as_path(typed)]))
+    versions = store.documents(info.id, states=(ACTIVE, PENDING, DELETED), external_ids=candidates)
+    if not versions:
+        raise NotFoundError("document", f"no document {typed!r} in {name}; {no_match_hint(store, info, typed)}")
+    active = [v for v in versions if v.state == ACTIVE]
+    doc = active[0] if active else max(versions, key=lambda v: v.id)
+    return doc, store.document_chunks(doc.id)
+
+
+def document_json(doc: DocumentSummary, chunks: list[StoredChunk] | None = None) -> dict[str, Any]:
+    """A document as ``rag documents --json`` prints it."""
+    out: dict[str, Any] = {
+        "external_id": doc.external_id,
+        "source": doc.source,
+        "title": doc.title,
+        "state": doc.state,
+        "chunks": doc.chunks,
+        "sha256": doc.sha256,
+        "metadata": doc.metadata,
+        "created_at": doc.created_at.isoformat() if doc.created_at else None,
+        "updated_at": doc.updated_at.isoformat() if doc.updated_at else None,
+    }
+    if chunks is not None:
+        out["chunk_list"] = [
+            {
+                "chunk_id": c.chunk_id, "ordinal": c.ordinal, "section": c.section, "char_start": c.char_start,
+                "char_end": c.char_end, "token_count": c.token_count, "text": c.text,
+            }
+            for c in chunks
+        ]
+    return out
 
 
 def collection_stats(settings: Settings, store: Store, name: str) -> dict[str, Any]:
@@ -58,6 +218,9 @@ def collection_stats(settings: Settings, store: Store, name: str) -> dict[str, A
             "lexical_docs": 0, "index_type": None, "bytes": 0,
         }
     import numpy as np
+
+    from rag.index.collection import bytes_on_disk, collection_dir, open_lexical
+    from rag.index.writer import open_dense
 
     model, dim = _model(settings, info)
     directory = collection_dir(settings, info.name)
@@ -85,6 +248,8 @@ def compact(settings: Settings, store: Store, name: str) -> dict[str, int]:
 
 def drop(settings: Settings, store: Store, name: str) -> None:
     """Delete a collection: its rows and its index files."""
+    from rag.index.collection import collection_dir
+
     info = store.collection(name)
     directory = collection_dir(settings, info.name)
     store.drop_collection(name)

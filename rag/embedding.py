@@ -12,6 +12,15 @@ class Embedder:
     """Embeds texts with a sentence-transformers model.
 
     ``__init__`` is cheap; :meth:`warm_up` loads the model.
+
+    Example:
+        >>> embedder = Embedder(settings.embedding).warm_up()  # doctest: +SKIP
+        >>> passages = embedder.embed_documents(["Travel is approved by your manager."])  # doctest: +SKIP
+        >>> passages.shape, embedder.dim  # doctest: +SKIP
+        ((1, 384), 384)
+        >>> query = embedder.embed_queries(["Who approves travel?"])[0]  # doctest: +SKIP
+        >>> round(float(passages[0] @ query), 2)  # cosine: rows are L2-normalised  # doctest: +SKIP
+        0.65
     """
 
     def __init__(self, config: EmbeddingConfig) -> None:

@@ -231,7 +231,7 @@ def ingest(data_dir: Path, corpus: Path, collection: str, env: dict[str, str]) -
         RuntimeError: the ingest failed.
     """
     r = subprocess.run(
-        [sys.executable, "-m", "cli.main", "ingest", str(corpus), "-c", collection, "--json"],
+        [sys.executable, "-m", "cli.main", "ingest", str(corpus), "-c", collection, "--json", "--create"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
     )
     if r.returncode != 0:

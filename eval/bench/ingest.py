@@ -82,7 +82,7 @@ def measure_ingest(dataset: Path | None, n_docs: int, work: Path) -> IngestResul
         return IngestResult(skipped="no dataset")
     corpus = _first_documents(dataset, n_docs, work / "ingest" / "corpus.jsonl")
     t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "cli.main", "ingest", str(corpus), "--json", "-c", "bench-ingest"],
+    proc = subprocess.run([sys.executable, "-m", "cli.main", "ingest", str(corpus), "--json", "-c", "bench-ingest", "--create"],
                           cwd=REPO, env=cli_env(work / "ingest" / "data"), capture_output=True, text=True,
                           timeout=INGEST_TIMEOUT_S)
     wall = time.perf_counter() - t

@@ -1,7 +1,8 @@
 """File formats: one parser per format, chosen by file suffix.
 
-Each parser (:mod:`.text`, :mod:`.markdown`, :mod:`.html`, :mod:`.pdf`) turns a file's path and
-bytes into :class:`~indexer.loaders.common.Parsed`; :mod:`.registry` picks it by suffix. Finding
+Each parser (:mod:`.text`, :mod:`.markdown`, :mod:`.html`, :mod:`.pdf`, :mod:`.word` for
+``.docx``, :mod:`.slides` for ``.pptx``, :mod:`.spreadsheet` for ``.xlsx``, :mod:`.delimited`
+for ``.csv``) turns a file's path and bytes into :class:`~indexer.loaders.common.Parsed`; :mod:`.registry` picks it by suffix. Finding
 files and turning them into documents is the job of :mod:`indexer.sources`.
 
 ``iter_files`` and ``load_file`` moved to :mod:`indexer.sources`; they are still importable from

@@ -141,3 +141,76 @@ def guarded(path: Path, items: Iterator[_T]) -> Iterator[_T]:
     """``items``, with anything raised while iterating turned into a FileError by :func:`guard`."""
     with guard(path):
         yield from items
+
+
+_ZIP_MAGIC = b"PK\x03\x04"
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+
+
+def check_office_zip(path: Path, data: bytes, kind: str) -> None:
+    """Refuse bytes that cannot be an Office Open XML file before a parser sees them.
+
+    Args:
+        path: the file, named in the error.
+        data: its bytes.
+        kind: the suffix it claims, e.g. ``".docx"``.
+
+    Raises:
+        FileError: an encrypted or old binary Office file (both are OLE containers), or not a ZIP.
+    """
+    if data.startswith(_OLE_MAGIC):
+        raise FileError(
+            str(path), f"encrypted, or an old binary Office file renamed {kind} (save it as {kind} without a password)"
+        )
+    if not data.startswith(_ZIP_MAGIC):
+        raise FileError(str(path), f"not a {kind} file (not a ZIP archive)")
+
+
+def cell_text(value: object) -> str:
+    """A spreadsheet cell as text: ``""`` for empty, whole floats without ``.0``, dates in ISO-8601."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    isoformat = getattr(value, "isoformat", None)
+    if callable(isoformat):
+        return str(isoformat())
+    return " ".join(str(value).split())
+
+
+def rows_text(rows: Iterator[list[str]]) -> str:
+    """Table rows as text, one line per row, each value named by its column.
+
+    The first non-empty row is the header when it has no empty cell; each later row is then
+    ``"header: value; header: value"`` (empty cells left out), so a chunk cut from the middle of
+    a table still says what its numbers are. Without a header, cells are joined by ``" | "``.
+    Empty rows are dropped.
+
+    Args:
+        rows: the cells of each row, as text.
+
+    Returns:
+        The lines joined by ``"\\n"``.
+    """
+    lines: list[str] = []
+    header: list[str] | None = None
+    first = True
+    for cells in rows:
+        while cells and not cells[-1]:
+            cells = cells[:-1]
+        if not any(cells):
+            continue
+        if first:
+            first = False
+            if all(cells):
+                header = cells
+                lines.append(" | ".join(cells))
+                continue
+        if header is not None:
+            named = [
+                f"{header[i] if i < len(header) else f'column {i + 1}'}: {v}" for i, v in enumerate(cells) if v
+            ]
+            lines.append("; ".join(named))
+        else:
+            lines.append(" | ".join(cells))
+    return "\n".join(lines)

@@ -9,10 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from indexer.loaders.common import Parser
+from indexer.loaders.delimited import parse_csv
 from indexer.loaders.html import parse_html
 from indexer.loaders.markdown import parse_markdown
 from indexer.loaders.pdf import parse_pdf
+from indexer.loaders.slides import parse_pptx
+from indexer.loaders.spreadsheet import parse_xlsx
 from indexer.loaders.text import parse_text
+from indexer.loaders.word import parse_docx
 from rag.errors import FileError, InputError
 
 FORMATS: dict[str, str] = {
@@ -22,6 +26,10 @@ FORMATS: dict[str, str] = {
     ".html": "html",
     ".htm": "html",
     ".pdf": "pdf",
+    ".docx": "docx",
+    ".pptx": "pptx",
+    ".xlsx": "xlsx",
+    ".csv": "csv",
     ".jsonl": "jsonl",
 }
 """Supported file suffixes (lower case) and the format name each one maps to."""
@@ -32,6 +40,10 @@ _PARSERS: dict[str, Parser] = {
     "md": parse_markdown,
     "html": parse_html,
     "pdf": parse_pdf,
+    "docx": parse_docx,
+    "pptx": parse_pptx,
+    "xlsx": parse_xlsx,
+    "csv": parse_csv,
 }
 
 
@@ -82,9 +94,20 @@ def supported(name: str) -> bool:
     return Path(name).suffix.lower() in FORMATS
 
 
-def unsupported(path: Path) -> str:
-    """The reason a file of an unsupported type is refused, listing the supported suffixes."""
-    supported_suffixes = " ".join(sorted(FORMATS))
+def unsupported(path: Path, *, short: bool = False) -> str:
+    """The reason a file of an unsupported type is refused, listing the supported suffixes.
+
+    Args:
+        path: the file.
+        short: leave the list of supported suffixes out (for a list of skipped files).
+    """
     suffix = path.suffix.lower()
     what = suffix if suffix else "(no extension)"
-    return f"unsupported file type {what} (supported: {supported_suffixes})"
+    if short:
+        return f"unsupported file type {what}"
+    return f"unsupported file type {what} (supported: {supported_suffixes()})"
+
+
+def supported_suffixes() -> str:
+    """The supported suffixes, sorted, separated by spaces."""
+    return " ".join(sorted(FORMATS))

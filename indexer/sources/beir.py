@@ -24,8 +24,9 @@ class BeirJsonlSource:
     """The documents of one BEIR JSONL corpus file, read lazily line by line.
 
     Each line gives one document: ``external_id`` is its ``_id`` (a number is turned into a
-    string), ``source`` is ``str(path)``, and ``metadata`` its ``metadata`` object. Blank lines
-    are skipped.
+    string), ``source`` is the file's absolute resolved path (as for every file, however the
+    path was typed), and ``metadata`` its ``metadata`` object. Blank lines are skipped; a bad
+    line's failure is named ``"<path>:<line>"`` with the path as given.
 
     Args:
         path: the ``.jsonl`` file.
@@ -85,7 +86,7 @@ def load_jsonl(path: Path, max_bytes: int) -> Iterator[Document | LoadFailure]:
 
 
 def _lines(path: Path, f: io.BufferedReader, max_bytes: int) -> Iterator[Document | LoadFailure]:
-    source = str(path)
+    source = str(path.resolve())
     found = False
     with f:
         lineno = 0
@@ -110,7 +111,7 @@ def _lines(path: Path, f: io.BufferedReader, max_bytes: int) -> Iterator[Documen
             found = True
             yield LoadFailure(f"{path}:{lineno}", one_line(result)) if isinstance(result, str) else result
     if not found:
-        raise FileError(source, "no documents (only blank lines)")
+        raise FileError(str(path), "no documents (only blank lines)")
 
 
 def _skip_line(f: io.BufferedReader) -> int:

@@ -28,10 +28,16 @@ class FileSource:
     """The documents in local files and directories, loaded lazily one file at a time.
 
     Directories are walked as :func:`~indexer.sources.walk.iter_files` says (sorted, globs,
-    symlink loops reported). A single-document file (.txt .md .html .pdf) gives one document
-    whose ``external_id`` and ``source`` are its resolved path, with metadata ``path``,
-    ``format`` and ``modified`` (mtime, ISO-8601 UTC), plus ``pages`` for a PDF. A ``.jsonl``
-    file gives one document per line (:class:`~indexer.sources.beir.BeirJsonlSource`).
+    symlink loops reported). A single-document file (.txt .md .html .pdf .docx .pptx .xlsx
+    .csv) gives one document whose ``external_id`` and ``source`` are its absolute resolved
+    path, however it was typed, with metadata ``path``, ``format`` and ``modified`` (mtime,
+    ISO-8601 UTC), plus what its format adds (``pages`` for a PDF, Markdown front matter). A
+    ``.jsonl`` file gives one document per line (:class:`~indexer.sources.beir.BeirJsonlSource`),
+    whose ``source`` is the file's absolute resolved path too.
+
+    Files of unsupported types under a directory are not loaded; each is added to
+    :attr:`skipped` as the walk passes it. :meth:`count_files` counts the files to load without
+    reading them, and :attr:`files_done` counts those loaded so far, for progress bars.
 
     Args:
         paths: files and directories, as the user named them.
@@ -61,6 +67,14 @@ class FileSource:
         self.include = include
         self.exclude = exclude
         self.max_file_bytes = max_file_bytes
+        self.skipped: list[LoadFailure] = []
+        """Files under a directory left out for their type, with the reason, in walk order."""
+        self.files_done = 0
+        """Files whose documents have all been yielded by the running :meth:`iter_documents`."""
+
+    def count_files(self) -> int:
+        """How many files :meth:`iter_documents` will load: a walk that stats but reads nothing."""
+        return sum(1 for item in iter_files(self.paths, self.include, self.exclude) if isinstance(item, Path))
 
     def iter_documents(self) -> Iterator[Document | LoadFailure]:
         """Each document, or a failure, in walk order; never raises for a bad file.
@@ -72,18 +86,25 @@ class FileSource:
             A :class:`~rag.types.Document`, or a :class:`~rag.types.LoadFailure` naming the path
             (``"<path>:<line>"`` for one JSONL line) and a one-line reason.
         """
-        for item in iter_files(self.paths, self.include, self.exclude):
+        self.skipped = []
+        self.files_done = 0
+        for item in iter_files(self.paths, self.include, self.exclude, on_skip=self.skipped.append):
             if isinstance(item, LoadFailure):
                 yield item
-            elif is_streamed(item):
+                continue
+            if is_streamed(item):
                 yield from BeirJsonlSource(item, self.max_file_bytes).iter_documents()
             else:
                 try:
                     doc = load_document(item, self.max_file_bytes)
                 except FileError as e:
+                    self.files_done += 1
                     yield LoadFailure(e.path, e.reason)
-                else:
-                    yield doc
+                    continue
+                self.files_done += 1
+                yield doc
+                continue
+            self.files_done += 1
 
 
 def load_file(path: Path, max_bytes: int) -> Iterator[Document | LoadFailure]:
@@ -139,7 +160,8 @@ def load_document(path: Path, max_bytes: int) -> Document:
         if not parsed.text.strip():
             raise FileError(str(path), "no text (empty or whitespace only)")
         source = str(path.resolve())
-        metadata: JsonDict = {"path": source, "format": fmt, "modified": _iso_mtime(st), **parsed.metadata}
+        # The file's own keys win over what the format reads (front matter cannot move a document).
+        metadata: JsonDict = {**parsed.metadata, "path": source, "format": fmt, "modified": _iso_mtime(st)}
         return Document(source, source, parsed.title, parsed.text, metadata, parsed.sections)
 
 

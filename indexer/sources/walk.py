@@ -10,7 +10,7 @@ import errno
 import fnmatch
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from indexer.loaders.common import os_reason
@@ -23,13 +23,14 @@ def iter_files(
     paths: list[Path],
     include: list[str] | None = None,
     exclude: list[str] | None = None,
+    on_skip: Callable[[LoadFailure], None] | None = None,
 ) -> Iterator[Path | LoadFailure]:
     """Yield the files to load under ``paths``, in a deterministic order.
 
     A file named directly is always yielded if its type is supported (the
     globs do not apply to it). A directory is walked recursively, entries
     sorted by name; from it only files with a supported suffix are picked,
-    others are skipped silently. Symbolic links are followed; a link to a
+    others are skipped (and handed to ``on_skip``). Symbolic links are followed; a link to a
     directory already walked (a loop or a second way in) and a dangling link
     are reported, never followed again. A file reached twice is yielded once.
 
@@ -40,6 +41,8 @@ def iter_files(
             bare name (``"*.md"``, ``"guides/*"``).
         exclude: fnmatch globs, matched the same way, that drop a file; a
             directory that matches is not entered.
+        on_skip: called with each regular file under a directory that the globs keep but whose
+            type is not supported, and its reason (``"unsupported file type .xyz"``).
 
     Yields:
         A path to load, or a :class:`~rag.types.LoadFailure` for a path that
@@ -53,7 +56,7 @@ def iter_files(
         if failure is not None:
             yield failure
         elif stat.S_ISDIR(st.st_mode):
-            yield from _walk(root, st, include or [], exclude or [], seen_files)
+            yield from _walk(root, st, include or [], exclude or [], seen_files, on_skip)
         else:
             yield from _check_file(root, st, seen_files, direct=True)
 
@@ -106,6 +109,7 @@ def _walk(
     include: list[str],
     exclude: list[str],
     seen_files: set[tuple[int, int]],
+    on_skip: Callable[[LoadFailure], None] | None = None,
 ) -> Iterator[Path | LoadFailure]:
     # An explicit stack, not recursion: depth is whatever the file system holds.
     visited_dirs = {(root_st.st_dev, root_st.st_ino)}
@@ -142,6 +146,8 @@ def _walk(
                 stack.append(iter(entries))
         elif _wanted(rel, entry.name, include, exclude):
             yield from _check_file(path, st, seen_files, direct=False)
+        elif on_skip is not None and stat.S_ISREG(st.st_mode) and _kept(rel, entry.name, include, exclude):
+            on_skip(LoadFailure(_printable(path), unsupported(path, short=True)))
 
 
 def _list_dir(path: Path) -> tuple[list[os.DirEntry[str]], LoadFailure | None]:
@@ -153,8 +159,10 @@ def _list_dir(path: Path) -> tuple[list[os.DirEntry[str]], LoadFailure | None]:
 
 
 def _wanted(rel: str, name: str, include: list[str], exclude: list[str]) -> bool:
-    if not supported(name):
-        return False
+    return supported(name) and _kept(rel, name, include, exclude)
+
+
+def _kept(rel: str, name: str, include: list[str], exclude: list[str]) -> bool:
     if include and not _matches(rel, name, include):
         return False
     return not _matches(rel, name, exclude)

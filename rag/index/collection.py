@@ -5,11 +5,15 @@ from __future__ import annotations
 import fcntl
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rag.config import Settings
 from rag.errors import RagError
-from rag.index.dense import DenseIndex
-from rag.index.lexical import LexicalIndex
+
+if TYPE_CHECKING:
+    # FAISS and tantivy are imported when an index is opened, not with this module.
+    from rag.index.dense import DenseIndex
+    from rag.index.lexical import LexicalIndex
 
 
 class CollectionBusyError(RagError):
@@ -23,6 +27,8 @@ def collection_dir(settings: Settings, name: str) -> Path:
 
 def open_lexical(settings: Settings, directory: Path) -> LexicalIndex:
     """The collection's tantivy index (created empty when missing)."""
+    from rag.index.lexical import LexicalIndex
+
     directory.mkdir(parents=True, exist_ok=True)
     return LexicalIndex.open(directory / "lexical", settings.lexical)
 
@@ -34,6 +40,8 @@ def open_dense_file(settings: Settings, directory: Path, model_id: str, dim: int
         IndexCorruptError: the file is damaged (the writer module rebuilds it from the database).
         IndexMismatchError: it was built with another model or dimension.
     """
+    from rag.index.dense import DenseIndex
+
     directory.mkdir(parents=True, exist_ok=True)
     return DenseIndex.open(directory / "dense", settings.dense, model_id, dim)
 

@@ -10,13 +10,13 @@ Searches only ever return chunks of ``active`` documents.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -32,14 +32,20 @@ from sqlalchemy import (
     event,
     func,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DataError, ProgrammingError
+from sqlalchemy.exc import DataError, ProgrammingError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 from rag.errors import InputError, NotFoundError
 from rag.types import Chunk, ChunkDraft, Document, Filters, Judgment
+
+if TYPE_CHECKING:
+    # numpy is imported where it is used: the commands that only list or count (``rag collections``,
+    # ``rag documents``) answer without paying for it.
+    import numpy as np
 
 PENDING, ACTIVE, DELETED = "pending", "active", "deleted"
 
@@ -164,8 +170,61 @@ class StagedDoc:
     replaces: int | None
 
 
-def content_sha256(doc: Document) -> str:
-    """Hash of everything that ends up in the indexes: title, text, metadata, sections."""
+@dataclass(frozen=True)
+class DocumentSummary:
+    """One stored version of a document, as ``rag documents`` shows it.
+
+    Attributes:
+        id: database id of this version.
+        external_id: key inside the collection.
+        source: where it came from (an absolute path for files).
+        title: its title.
+        state: ``active``, ``pending`` or ``deleted``.
+        sha256: the change-detection hash it was written with.
+        chunks: number of chunks of this version.
+        metadata: its metadata.
+        created_at: when this version was staged.
+        updated_at: when its state last changed.
+    """
+
+    id: int
+    external_id: str
+    source: str
+    title: str
+    state: str
+    sha256: str
+    chunks: int
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    """A chunk as stored, for display: its id and its draft fields."""
+
+    chunk_id: int
+    ordinal: int
+    text: str
+    char_start: int
+    char_end: int
+    token_count: int
+    section: str
+
+
+def content_sha256(doc: Document, settings_key: str = "") -> str:
+    """Hash of everything that ends up in the indexes: title, text, metadata, sections.
+
+    Args:
+        doc: the document.
+        settings_key: the settings that shape its chunks and vectors (chunk size, overlap,
+            embedding model; see :func:`indexer.pipeline.chunking_key`). When given, it and the
+            document's ``source`` are folded in, so a change of either re-processes the document;
+            ``""`` gives the hash written before settings were part of it.
+
+    Returns:
+        64 hex digits.
+    """
     import json
 
     h = hashlib.sha256()
@@ -175,6 +234,11 @@ def content_sha256(doc: Document) -> str:
     h.update(b"\x00")
     h.update(json.dumps(doc.metadata, sort_keys=True, default=str).encode())
     h.update(json.dumps(doc.sections).encode())
+    if settings_key:
+        h.update(b"\x00")
+        h.update(doc.source.encode("utf-8", "surrogatepass"))
+        h.update(b"\x00")
+        h.update(settings_key.encode("utf-8"))
     return h.hexdigest()
 
 
@@ -199,19 +263,73 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
 
 
+_MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
+_REVISION = re.compile(r"^revision\s*(?::[^=\n]*)?=\s*['\"]([^'\"]+)['\"]", re.MULTILINE)
+_DOWN_REVISION = re.compile(r"^down_revision\s*(?::[^=\n]*)?=\s*(.+)$", re.MULTILINE)
+
+
+def head_revision() -> str | None:
+    """The newest migration's revision id, read from the files; None when there is not exactly one head."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (_MIGRATIONS / "versions").glob("*.py"):
+        source = path.read_text(encoding="utf-8")
+        rev = _REVISION.search(source)
+        if rev is None:
+            continue
+        revisions.add(rev.group(1))
+        down = _DOWN_REVISION.search(source)
+        if down is not None:
+            parents.update(re.findall(r"['\"]([^'\"]+)['\"]", down.group(1)))
+    heads = revisions - parents
+    return next(iter(heads)) if len(heads) == 1 else None
+
+
+def schema_is_current(engine: Engine) -> bool:
+    """Whether the database is already at the newest migration (read from ``alembic_version``)."""
+    head = head_revision()
+    if head is None:
+        return False
+    try:
+        with engine.connect() as conn:
+            versions = list(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+    except SQLAlchemyError:
+        return False
+    return versions == [head]
+
+
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision."""
+    """Bring the schema to the newest Alembic revision.
+
+    A database already there is left alone without importing Alembic, which costs more than a
+    second of every short command (``rag collections``, ``rag stats``).
+    """
+    if schema_is_current(engine):
+        return
     from alembic import command
     from alembic.config import Config
 
     cfg = Config()
-    cfg.set_main_option("script_location", str(Path(__file__).resolve().parents[1] / "migrations"))
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
     cfg.attributes["connection_engine"] = engine
     command.upgrade(cfg, "head")
 
 
 class Store:
-    """Typed access to the database. One instance per process; thread-safe sessions."""
+    """Typed access to the database. One instance per process; thread-safe sessions.
+
+    Document states change only through :class:`~rag.index.writer.CollectionWriter`.
+
+    Example:
+        >>> import tempfile
+        >>> store = Store(f"sqlite:///{tempfile.mkdtemp()}/rag.db")
+        >>> info = store.ensure_collection("handbook")
+        >>> info.name, [c.name for c in store.collections()]
+        ('handbook', ['handbook'])
+        >>> store.stats(info.id)
+        {'documents': 0, 'pending': 0, 'deleted': 0, 'chunks': 0}
+        >>> store.close()
+    """
 
     def __init__(self, url: str, *, run_migrations: bool = True) -> None:
         self.url = url
@@ -313,6 +431,8 @@ class Store:
         Returns:
             One :class:`StagedDoc` per item, in order, with the new chunk ids.
         """
+        import numpy as np
+
         staged: list[StagedDoc] = []
         with self.session() as s, s.begin():
             for doc, sha, drafts, vectors, replaces in items:
@@ -360,22 +480,37 @@ class Store:
                 .values(state=ACTIVE, updated_at=utcnow())
             )
 
-    def tombstone(self, collection_id: int, *, external_id: str | None = None, source_prefix: str | None = None) -> int:
-        """Mark active documents deleted, by external id or source prefix.
+    def tombstone(
+        self,
+        collection_id: int,
+        *,
+        external_id: str | None = None,
+        source_prefix: str | None = None,
+        external_ids: Sequence[str] | None = None,
+    ) -> int:
+        """Mark active documents deleted, by external id, source prefix or a list of external ids.
+
+        A list is marked in one transaction.
 
         Returns:
             How many documents were marked.
         """
-        if external_id is None and source_prefix is None:
+        if external_id is None and source_prefix is None and external_ids is None:
             raise InputError("document", "give a document id or a source prefix")
         cond = [DocumentRow.collection_id == collection_id, DocumentRow.state == ACTIVE]
         if external_id is not None:
             cond.append(DocumentRow.external_id == external_id)
         if source_prefix is not None:
             cond.append(DocumentRow.source.startswith(source_prefix, autoescape=True))
+        ids = list(dict.fromkeys(external_ids or ()))
+        parts = [ids[i : i + 500] for i in range(0, len(ids), 500)] if external_ids is not None else [None]
+        marked = 0
         with self.session() as s, s.begin():
-            result = s.execute(update(DocumentRow).where(*cond).values(state=DELETED, updated_at=utcnow()))
-            return int(result.rowcount or 0)
+            for part in parts:
+                where = cond if part is None else [*cond, DocumentRow.external_id.in_(part)]
+                result = s.execute(update(DocumentRow).where(*where).values(state=DELETED, updated_at=utcnow()))
+                marked += int(result.rowcount or 0)
+        return marked
 
     def docs_in_state(self, collection_id: int, state: str) -> list[int]:
         """Ids of the collection's documents in ``state``."""
@@ -388,6 +523,8 @@ class Store:
 
     def chunk_ids_of_docs(self, doc_ids: Sequence[int]) -> np.ndarray:
         """Chunk ids belonging to the given documents."""
+        import numpy as np
+
         out: list[int] = []
         with self.session() as s:
             for i in range(0, len(doc_ids), 500):
@@ -396,6 +533,8 @@ class Store:
 
     def hidden_chunk_ids(self, collection_id: int) -> np.ndarray:
         """Chunk ids that may be in an index but must not be returned (pending or deleted documents)."""
+        import numpy as np
+
         # Two indexed lookups instead of a join: the usual answer is "none", found without touching chunks.
         with self.session() as s:
             doc_ids = list(
@@ -442,6 +581,8 @@ class Store:
         self, collection_id: int, states: Sequence[str] = (ACTIVE,), batch: int = 5000
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Stream (chunk ids, vectors) of the collection's chunks in the given document states."""
+        import numpy as np
+
         for rows in self._pages((ChunkRow.id, ChunkRow.embedding), collection_id, states, batch):
             ids = np.asarray([r[0] for r in rows], dtype=np.int64)
             yield ids, np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
@@ -455,6 +596,8 @@ class Store:
 
     def chunk_ids(self, collection_id: int, states: Sequence[str]) -> np.ndarray:
         """All chunk ids of the collection's documents in the given states, sorted."""
+        import numpy as np
+
         with self.session() as s:
             ids = s.scalars(
                 select(ChunkRow.id)
@@ -535,6 +678,8 @@ class Store:
         Raises:
             InputError: naming the filter field, for values the database cannot compare.
         """
+        import numpy as np
+
         cond = [DocumentRow.collection_id == collection_id, DocumentRow.state == ACTIVE]
         if filters.source_prefix:
             cond.append(DocumentRow.source.startswith(filters.source_prefix, autoescape=True))
@@ -578,6 +723,92 @@ class Store:
             "deleted": int(by_state.get(DELETED, 0)),
             "chunks": int(chunks or 0),
         }
+
+    def documents(
+        self,
+        collection_id: int,
+        *,
+        states: Sequence[str] = (ACTIVE,),
+        external_ids: Sequence[str] | None = None,
+        source_prefix: str | None = None,
+        limit: int | None = None,
+    ) -> list[DocumentSummary]:
+        """The collection's document versions in ``states``, by external id then age, with chunk counts.
+
+        Args:
+            collection_id: the collection.
+            states: document states to include.
+            external_ids: only these documents.
+            source_prefix: only documents whose source starts with this.
+            limit: at most this many.
+
+        Returns:
+            One summary per stored version.
+        """
+        counts = (
+            select(ChunkRow.document_id.label("doc_id"), func.count(ChunkRow.id).label("n"))
+            .group_by(ChunkRow.document_id)
+            .subquery()
+        )
+        query = (
+            select(DocumentRow, func.coalesce(counts.c.n, 0))
+            .outerjoin(counts, counts.c.doc_id == DocumentRow.id)
+            .where(DocumentRow.collection_id == collection_id, DocumentRow.state.in_(list(states)))
+            .order_by(DocumentRow.external_id, DocumentRow.id)
+        )
+        if external_ids is not None:
+            query = query.where(DocumentRow.external_id.in_(list(dict.fromkeys(external_ids))))
+        if source_prefix is not None:
+            query = query.where(DocumentRow.source.startswith(source_prefix, autoescape=True))
+        if limit is not None:
+            query = query.limit(limit)
+        with self.session() as s:
+            rows = s.execute(query).all()
+        return [
+            DocumentSummary(
+                id=int(d.id), external_id=d.external_id, source=d.source, title=d.title or "", state=d.state,
+                sha256=d.sha256, chunks=int(n), metadata=dict(d.meta or {}), created_at=d.created_at,
+                updated_at=d.updated_at,
+            )
+            for d, n in rows
+        ]
+
+    def document_keys(self, collection_id: int) -> list[tuple[str, str]]:
+        """(external id, source) of every active document of the collection, by external id."""
+        with self.session() as s:
+            rows = s.execute(
+                select(DocumentRow.external_id, DocumentRow.source)
+                .where(DocumentRow.collection_id == collection_id, DocumentRow.state == ACTIVE)
+                .order_by(DocumentRow.external_id)
+            ).all()
+        return [(e, src) for e, src in rows]
+
+    def document_chunks(self, document_id: int) -> list[StoredChunk]:
+        """The chunks of one document version, in order."""
+        with self.session() as s:
+            rows = s.execute(
+                select(
+                    ChunkRow.id, ChunkRow.ordinal, ChunkRow.text, ChunkRow.char_start, ChunkRow.char_end,
+                    ChunkRow.token_count, ChunkRow.section,
+                )
+                .where(ChunkRow.document_id == document_id)
+                .order_by(ChunkRow.ordinal)
+            ).all()
+        return [StoredChunk(int(i), int(o), t, int(a), int(b), int(n), sec or "") for i, o, t, a, b, n, sec in rows]
+
+    def document_vectors(self, document_id: int) -> np.ndarray:
+        """The stored vectors of one document version's chunks, in chunk order, shape ``(n, dim)``."""
+        import numpy as np
+
+        with self.session() as s:
+            blobs = list(
+                s.scalars(
+                    select(ChunkRow.embedding).where(ChunkRow.document_id == document_id).order_by(ChunkRow.ordinal)
+                )
+            )
+        if not blobs or any(b is None for b in blobs):
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.stack([np.frombuffer(b, dtype=np.float32) for b in blobs])
 
     def feedback(self, collection_id: int) -> list[Judgment]:
         """The collection's feedback judgments, oldest first."""

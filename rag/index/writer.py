@@ -26,15 +26,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rag.chunking import embedding_text
 from rag.config import Settings
 from rag.index.collection import CollectionBusyError, WriterLock, collection_dir, open_dense_file, open_lexical
-from rag.index.dense import DenseIndex, IndexCorruptError
 from rag.index.store import ACTIVE, DELETED, PENDING, ActiveDoc, CollectionInfo, StagedDoc, Store
 from rag.types import ChunkDraft, Document
+
+if TYPE_CHECKING:
+    # FAISS is imported when an index is opened, not when this module is: commands that only
+    # read the database import it without paying for FAISS.
+    from rag.index.dense import DenseIndex
 
 log = logging.getLogger(__name__)
 
@@ -303,8 +308,23 @@ class CollectionWriter:
         Returns:
             Number of documents deleted.
         """
+        return self._tombstone(external_id=external_id, source_prefix=source_prefix)
+
+    def delete_many(self, external_ids: Sequence[str]) -> int:
+        """Delete the active documents with these external ids, in one transaction (as :meth:`delete`).
+
+        ``rag ingest --sync`` removes the documents whose files are gone with it.
+
+        Returns:
+            Number of documents deleted.
+        """
+        if not external_ids:
+            return 0
+        return self._tombstone(external_ids=external_ids)
+
+    def _tombstone(self, **which: object) -> int:
         before = set(self.store.docs_in_state(self.info.id, DELETED))
-        n = self.store.tombstone(self.info.id, external_id=external_id, source_prefix=source_prefix)
+        n = self.store.tombstone(self.info.id, **which)
         new = [d for d in self.store.docs_in_state(self.info.id, DELETED) if d not in before]
         self._remove_lexical(self.store.chunk_ids_of_docs(new))
         return n
@@ -376,6 +396,8 @@ def open_dense(
     settings: Settings, store: Store, info: CollectionInfo, directory: Path, model_id: str, dim: int
 ) -> DenseIndex:
     """The collection's FAISS index; a damaged file is rebuilt from the vectors in the database."""
+    from rag.index.dense import IndexCorruptError
+
     try:
         return open_dense_file(settings, directory, model_id, dim)
     except IndexCorruptError as exc:

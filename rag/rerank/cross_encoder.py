@@ -37,6 +37,13 @@ class Reranker:
     """Re-scores candidates with a sentence-transformers CrossEncoder.
 
     ``__init__`` is cheap; :meth:`warm_up` loads the model.
+
+    Example:
+        >>> reranker = Reranker(settings.reranker).warm_up()  # doctest: +SKIP
+        >>> fused = HybridRetriever(reader, settings.retrieval).retrieve("Who approves travel?", None, reranker.top_n)  # doctest: +SKIP
+        >>> best = reranker.rerank("Who approves travel?", fused, top_k=5)  # doctest: +SKIP
+        >>> len(best), best[0].scores.rerank is not None  # doctest: +SKIP
+        (5, True)
     """
 
     def __init__(self, config: RerankerConfig) -> None:

@@ -250,7 +250,7 @@ class Harness:
             Whether the run completed its job (possibly just before the kill).
         """
         spawned = time.monotonic()
-        proc = self.start("ingest", str(self.corpus.root), "-c", COLLECTION, "--json")
+        proc = self.start("ingest", str(self.corpus.root), "-c", COLLECTION, "--create", "--json")
         if max_delay_s is None:
             self.finish(proc)
             job = self.new_job_since()

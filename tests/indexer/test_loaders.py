@@ -374,3 +374,194 @@ def test_hostile_text_loads_quickly(tmp_path: Path, name: str, data: str) -> Non
     doc = _one(_write(tmp_path / name, data), max_bytes=10_000_000)
     assert time.monotonic() - start < 2
     assert doc.text.strip()
+
+
+# ---------------------------------------------------------------- Markdown front matter as metadata
+
+
+def test_markdown_front_matter_becomes_metadata(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path / "policy.md",
+        "---\ntitle: Travel policy\nauthor: Ann Lee\ndate: 2024-05-01\ntags: [travel, money]\n"
+        "owner: {team: finance}\npath: /somewhere/else.md\n---\n# Heading\n\nBody.\n",
+    )
+    doc = _one(path)
+    assert doc.title == "Travel policy"
+    assert doc.text == "# Heading\n\nBody.\n"
+    assert doc.metadata["author"] == "Ann Lee"
+    assert doc.metadata["date"] == "2024-05-01"
+    assert doc.metadata["tags"] == ["travel", "money"]
+    assert doc.metadata["owner"] == {"team": "finance"}
+    assert "title" not in doc.metadata
+    # The file's own keys are not overridden by front matter.
+    assert doc.metadata["path"] == str(path.resolve()) and doc.metadata["format"] == "md"
+    json.dumps(doc.metadata)
+
+
+@pytest.mark.parametrize(
+    ("front", "title"),
+    [
+        ("- a list\n- not a mapping\n", "stem"),
+        ("title: [unclosed\n", "[unclosed"),
+        # Aliases that would expand to 9**5 values are dropped, not expanded.
+        (
+            "title: Bomb\na: &a [1,1,1,1,1,1,1,1,1]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
+            "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: [*d,*d,*d,*d,*d,*d,*d,*d,*d]\n",
+            "Bomb",
+        ),
+    ],
+)
+def test_markdown_front_matter_that_is_not_a_mapping_gives_no_metadata(tmp_path: Path, front: str, title: str) -> None:
+    doc = _one(_write(tmp_path / "stem.md", f"---\n{front}---\nBody.\n"))
+    assert doc.title == title
+    assert doc.text == "Body.\n"
+    assert set(doc.metadata) == {"path", "format", "modified"}
+
+
+# ---------------------------------------------------------------- Office formats and CSV
+
+
+def _docx(path: Path) -> Path:
+    import docx
+
+    d = docx.Document()
+    d.core_properties.title = ""
+    d.add_paragraph("Expense handbook", style="Title")
+    d.add_heading("Travel", level=1)
+    d.add_paragraph("Book trains for trips under four hours.")
+    d.add_heading("Hotels", level=2)
+    d.add_paragraph("Hotels up to 150 euros a night are approved.")
+    table = d.add_table(rows=2, cols=2)
+    for r, (a, b) in enumerate([("City", "Limit"), ("Paris", "180")]):
+        table.cell(r, 0).text, table.cell(r, 1).text = a, b
+    d.add_heading("Meals", level=1)
+    d.add_paragraph("Meals are refunded with a receipt.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    d.save(path)
+    return path
+
+
+def test_docx_paragraphs_tables_and_heading_sections(tmp_path: Path) -> None:
+    doc = _one(_docx(tmp_path / "handbook.docx"))
+    assert doc.title == "Expense handbook"
+    assert doc.metadata["format"] == "docx"
+    assert doc.text.split("\n\n") == [
+        "Expense handbook",
+        "Travel",
+        "Book trains for trips under four hours.",
+        "Hotels",
+        "Hotels up to 150 euros a night are approved.",
+        "City | Limit\nParis | 180",
+        "Meals",
+        "Meals are refunded with a receipt.",
+    ]
+    assert [name for _, name in doc.sections] == ["Travel", "Travel > Hotels", "Meals"]
+    for start, name in doc.sections:
+        assert doc.text[start:].startswith(name.split(" > ")[-1])
+
+
+def _pptx(path: Path) -> Path:
+    import pptx
+    from pptx.util import Inches
+
+    deck = pptx.Presentation()
+    s1 = deck.slides.add_slide(deck.slide_layouts[1])
+    s1.shapes.title.text = "Quarterly review"
+    s1.placeholders[1].text = "Revenue grew 12 percent"
+    s1.notes_slide.notes_text_frame.text = "Mention the new office."
+    deck.slides.add_slide(deck.slide_layouts[6])  # blank: no text, no section
+    s3 = deck.slides.add_slide(deck.slide_layouts[5])
+    s3.shapes.title.text = "Next steps"
+    box = s3.shapes.add_textbox(Inches(1), Inches(2), Inches(4), Inches(1))
+    box.text_frame.text = "Hire two engineers"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deck.save(path)
+    return path
+
+
+def test_pptx_slides_are_sections_with_notes(tmp_path: Path) -> None:
+    doc = _one(_pptx(tmp_path / "review.pptx"))
+    assert doc.title == "Quarterly review"
+    assert doc.metadata["slides"] == 3 and doc.metadata["format"] == "pptx"
+    assert [name for _, name in doc.sections] == ["slide 1: Quarterly review", "slide 3: Next steps"]
+    first, third = doc.text.split("\n\n")
+    assert first == "Quarterly review\nRevenue grew 12 percent\nMention the new office."
+    assert third == "Next steps\nHire two engineers"
+    assert doc.text[doc.sections[1][0] :].startswith("Next steps")
+
+
+def _xlsx(path: Path) -> Path:
+    import datetime
+
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    budget = book.active
+    budget.title = "Budget"
+    for row in [("Item", "Cost", "Due"), ("Laptop", 1200.0, datetime.date(2025, 3, 1)), ("Desk", 300.5, None)]:
+        budget.append(row)
+    book.create_sheet("Empty")
+    staff = book.create_sheet("Staff")
+    staff.append(["Ann", "", "engineer"])  # an empty cell: not a header
+    staff.append(["Bob", "pm"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    book.save(path)
+    return path
+
+
+def test_xlsx_sheets_are_sections_and_rows_name_their_columns(tmp_path: Path) -> None:
+    doc = _one(_xlsx(tmp_path / "plan.xlsx"))
+    assert doc.title == "plan"
+    assert doc.metadata["sheets"] == 3 and doc.metadata["format"] == "xlsx"
+    assert [name for _, name in doc.sections] == ["sheet Budget", "sheet Staff"]
+    budget, staff = doc.text.split("\n\n")
+    assert budget.splitlines() == ["Item | Cost | Due", "Item: Laptop; Cost: 1200; Due: 2025-03-01T00:00:00", "Item: Desk; Cost: 300.5"]
+    assert staff.splitlines() == ["Ann |  | engineer", "Bob | pm"]
+    assert doc.text[doc.sections[1][0] :].startswith("Ann")
+
+
+@pytest.mark.parametrize(
+    ("data", "lines"),
+    [
+        ("name,role\nAnn,engineer\nBob,\n", ["name | role", "name: Ann; role: engineer", "name: Bob"]),
+        ("name;city\n\"Lee; Ann\";Paris\n", ["name | city", "name: Lee; Ann; city: Paris"]),
+        ("a\tb\n1\t2\n", ["a | b", "a: 1; b: 2"]),
+    ],
+)
+def test_csv_rows_name_their_columns(tmp_path: Path, data: str, lines: list[str]) -> None:
+    doc = _one(_write(tmp_path / "people.csv", data))
+    assert doc.title == "people" and doc.metadata["format"] == "csv"
+    assert doc.text.splitlines() == lines
+    assert doc.sections == ()
+
+
+@pytest.mark.parametrize("suffix", [".docx", ".pptx", ".xlsx"])
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"just some text, not a zip", "(not a ZIP archive)"),
+        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 100, "encrypted, or an old binary Office file"),
+    ],
+)
+def test_office_files_that_are_not_office_files(tmp_path: Path, suffix: str, data: bytes, expected: str) -> None:
+    reason = _reason(_write(tmp_path / f"bad{suffix}", data))
+    assert expected in reason
+    _assert_one_line(reason)
+
+
+@pytest.mark.parametrize("suffix", [".docx", ".pptx", ".xlsx"])
+def test_office_zip_of_the_wrong_kind_fails_with_a_reason(tmp_path: Path, suffix: str) -> None:
+    import zipfile
+
+    path = tmp_path / f"other{suffix}"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("hello.txt", "not an office document")
+    reason = _reason(path)
+    assert reason.startswith(("not a Word document", "not a PowerPoint deck", "not an Excel workbook", "could not parse"))
+    _assert_one_line(reason)
+
+
+def test_new_formats_are_registered() -> None:
+    for suffix, fmt in [(".docx", "docx"), (".pptx", "pptx"), (".xlsx", "xlsx"), (".csv", "csv"), (".CSV", "csv")]:
+        assert loaders.format_of(Path(f"f{suffix}")) == fmt
+        assert loaders.parser_for(fmt) is not None

@@ -302,3 +302,55 @@ def test_any_import_order_works(statement: str) -> None:
     # loaders re-exports names from sources, which imports loaders: a fresh interpreter checks each entry point.
     out = subprocess.run([sys.executable, "-c", statement], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.returncode == 0, out.stderr
+
+
+# ---------------------------------------------------------------- one rule for ids and sources
+
+
+def test_sources_are_absolute_resolved_paths_however_typed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _write(tmp_path / "corpus" / "security.txt", "Rotate keys every 90 days.")
+    _write(tmp_path / "corpus" / "more.jsonl", _jsonl({"_id": "j1", "text": "Use the VPN."}))
+    monkeypatch.chdir(tmp_path)
+    root = (tmp_path / "corpus").resolve()
+    items = _items([Path("corpus")])
+    assert [(i.external_id, i.source) for i in items] == [
+        ("j1", str(root / "more.jsonl")),
+        (str(root / "security.txt"), str(root / "security.txt")),
+    ]
+    (again,) = _items([Path("./corpus/../corpus/more.jsonl")])
+    assert again.source == str(root / "more.jsonl")
+
+
+# ---------------------------------------------------------------- skipped files and counting
+
+
+def test_unsupported_files_in_a_directory_are_listed_as_skipped(tmp_path: Path) -> None:
+    _write(tmp_path / "d" / "a.txt", "alpha")
+    _write(tmp_path / "d" / "notes.xyz", "x")
+    _write(tmp_path / "d" / "sub" / "Makefile", "all:")
+    _write(tmp_path / "d" / "sub" / "b.md", "# B")
+    source = FileSource([tmp_path / "d"], exclude=["*.tmp"], max_file_bytes=MAX)
+    _write(tmp_path / "d" / "excluded.tmp", "left out on purpose")
+    items = list(source.iter_documents())
+    assert all(isinstance(i, Document) for i in items), "a skipped file is not a failure"
+    assert source.skipped == [
+        LoadFailure(str(tmp_path / "d" / "notes.xyz"), "unsupported file type .xyz"),
+        LoadFailure(str(tmp_path / "d" / "sub" / "Makefile"), "unsupported file type (no extension)"),
+    ]
+    # Iterating again starts the list afresh.
+    list(source.iter_documents())
+    assert len(source.skipped) == 2
+
+
+def test_files_are_counted_up_front_and_done_as_they_load(tmp_path: Path) -> None:
+    _write(tmp_path / "a.txt", "alpha")
+    _write(tmp_path / "b.jsonl", _jsonl({"_id": "1", "text": "one"}, {"_id": "2", "text": "two"}))
+    _write(tmp_path / "c-empty.md", b"")
+    _write(tmp_path / "d.xyz", "skipped")
+    source = FileSource([tmp_path, tmp_path / "missing.txt"], max_file_bytes=MAX)
+    assert source.count_files() == 3
+    done = []
+    for _item in source.iter_documents():
+        done.append(source.files_done)
+    assert done == [1, 1, 1, 3, 3]  # a.txt; the JSONL's two lines; the empty file; the missing path
+    assert source.files_done == 3

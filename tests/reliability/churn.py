@@ -48,7 +48,7 @@ def main() -> None:
         while time.monotonic() < deadline:
             version += 1
             write_docs(src, version)
-            rc = _cli(["ingest", str(src), "-c", collection, "--json"])
+            rc = _cli(["ingest", str(src), "-c", collection, "--json", "--create"])
             out.write(json.dumps({"step": "ingest", "version": version, "rc": rc}) + "\n")
             out.flush()
             victim = (src / f"doc{version % DOCS}.txt").resolve()

@@ -108,7 +108,7 @@ def test_cli_ingest_survives_hostile_files(tmp_path: Path) -> None:
         "TOKENIZERS_PARALLELISM": "false",
     }
     r = subprocess.run(
-        [sys.executable, "-m", "cli.main", "ingest", str(root), "-c", "hostile", "--json"],
+        [sys.executable, "-m", "cli.main", "ingest", str(root), "-c", "hostile", "--json", "--create"],
         cwd=REPO, env=env, capture_output=True, timeout=900,
     )
     stdout, stderr = r.stdout.decode("utf-8", "replace"), r.stderr.decode("utf-8", "replace")
