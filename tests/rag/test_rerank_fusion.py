@@ -89,8 +89,8 @@ def test_default_reranker_missing_offline_disables_reranking(monkeypatch) -> Non
 
     monkeypatch.setattr(socket, "create_connection", no_network)
     reranker, status = load_reranker(load_settings())
-    assert reranker is None and not status.enabled
-    assert "default reranker unavailable" in status.detail
+    assert reranker is None and not status.enabled and status.state == "off"
+    assert status.detail.startswith("off: the default reranker") and "\n" not in status.detail
 
 
 def test_explicit_reranker_missing_is_an_error(monkeypatch) -> None:
