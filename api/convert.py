@@ -2,22 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from api.errors import ApiError
 from api.schemas import (
     AnswerTimings,
     AskResponse,
     CitationOut,
+    CitedSpanOut,
+    ClaimEvidenceOut,
     ClaimOut,
+    HistoryTurn,
+    PlanOut,
+    PlanStepOut,
     RagExtension,
+    RewriteOut,
     SearchFilters,
     SearchResultOut,
     SearchTimings,
     SourceOut,
     StageScores,
+    StepFoundOut,
+    StepTimings,
     Usage,
 )
 from rag.config import Settings
-from rag.types import Answer, Chunk, Filters, ScoredChunk, Timings
+from rag.types import Answer, Chunk, Filters, ScoredChunk, Timings, Turn, page_of
+from rag.types import Usage as UsageCounts
 
 
 def to_filters(f: SearchFilters | None) -> Filters | None:
@@ -76,26 +88,102 @@ def result_out(s: ScoredChunk) -> SearchResultOut:
 
 
 def citations_out(a: Answer) -> list[CitationOut]:
-    """An answer's citations."""
-    return [
-        CitationOut(
-            n=c.n,
-            chunk_id=c.chunk.chunk_id,
-            document_id=c.chunk.document_id,
-            source=c.chunk.source,
-            title=c.chunk.title,
-            char_start=c.chunk.char_start,
-            char_end=c.chunk.char_end,
-            text=c.chunk.text,
-            kind=c.kind,
+    """An answer's citations, each with its supporting spans."""
+    out = []
+    for c in a.citations:
+        chunk = c.chunk
+        spans = [
+            CitedSpanOut(
+                start=s.start, end=s.end, char_start=chunk.char_start + s.start, char_end=chunk.char_start + s.end,
+                text=chunk.text[s.start : s.end], section=s.section, page=s.page,
+            )
+            for s in c.spans
+        ]
+        section = spans[0].section if spans else chunk.section
+        out.append(
+            CitationOut(
+                n=c.n,
+                chunk_id=chunk.chunk_id,
+                document_id=chunk.document_id,
+                source=chunk.source,
+                title=chunk.title,
+                section=section,
+                page=spans[0].page if spans else page_of(chunk.section),
+                char_start=chunk.char_start,
+                char_end=chunk.char_end,
+                text=chunk.text,
+                kind=c.kind,
+                spans=spans,
+                **_provenance(a, c.n),
+            )
         )
-        for c in a.citations
+    return out
+
+
+def _provenance(a: Answer, n: int) -> dict[str, Any]:
+    """The plan step and query that found source ``n`` of an answer."""
+    if 1 <= n <= len(a.evidence):
+        e = a.evidence[n - 1]
+        return {"step": e.step, "query": e.query}
+    return {}
+
+
+def plan_out(a: Answer) -> PlanOut | None:
+    """An answer's plan: each step's query, what it found (and which of it the generator saw), its cost."""
+    plan = a.plan
+    if plan is None:
+        return None
+    numbered = {e.chunk.chunk_id: n for n, e in enumerate(a.evidence, start=1)}
+    steps = [
+        PlanStepOut(
+            query=step.query,
+            purpose=step.purpose,
+            found=[
+                StepFoundOut(
+                    chunk_id=f.chunk.chunk_id, document_id=f.chunk.document_id, external_id=f.chunk.external_id,
+                    title=f.chunk.title, score=round(f.score, 6), n=numbered.get(f.chunk.chunk_id),
+                )
+                for f in step.found
+            ],
+            decision=step.decision,
+            timings_ms=StepTimings(**{k: v for k, v in step.timings.as_dict().items() if k in StepTimings.model_fields}),
+            usage=_usage(step.usage),
+        )
+        for step in plan.steps
     ]
+    rw = plan.rewrite
+    rewrite = (
+        RewriteOut(original=rw.original, question=rw.question, fallback=rw.fallback, usage=_usage(rw.usage), ms=round(rw.ms, 3))
+        if rw is not None
+        else None
+    )
+    return PlanOut(
+        mode=plan.mode, requested=plan.requested or plan.mode, question=plan.question, stop=plan.stop,
+        fallback=plan.fallback, steps=steps, rewrite=rewrite, usage=_usage(plan.usage),
+    )
+
+
+def _usage(u: UsageCounts) -> Usage:
+    return Usage(prompt_tokens=u.prompt_tokens, completion_tokens=u.completion_tokens)
+
+
+def to_history(turns: Sequence[HistoryTurn]) -> tuple[Turn, ...]:
+    """Request history to the domain's turns, oldest first."""
+    return tuple(Turn(t.question, t.answer) for t in turns)
 
 
 def claims_out(a: Answer) -> list[ClaimOut]:
-    """An answer's claims."""
-    return [ClaimOut(text=c.text, citations=list(c.citations), verdict=c.verdict, score=round(c.score, 4)) for c in a.claims]
+    """An answer's claims, with where each cited source backs them."""
+    return [
+        ClaimOut(
+            text=c.text,
+            citations=list(c.citations),
+            verdict=c.verdict,
+            score=round(c.score, 4),
+            evidence=[ClaimEvidenceOut(n=n, start=a, end=b) for n, (a, b) in zip(c.citations, c.spans) if b > a],
+        )
+        for c in a.claims
+    ]
 
 
 def rag_extension(a: Answer) -> RagExtension:
@@ -108,6 +196,7 @@ def rag_extension(a: Answer) -> RagExtension:
         timings_ms=AnswerTimings(**a.timings.as_dict()),
         pipeline=a.pipeline,
         invalid_citations=list(a.invalid_citations),
+        plan=plan_out(a),
     )
 
 
@@ -123,6 +212,7 @@ def answer_out(a: Answer) -> AskResponse:
         timings_ms=AnswerTimings(**a.timings.as_dict()),
         usage=Usage(prompt_tokens=a.usage.prompt_tokens, completion_tokens=a.usage.completion_tokens),
         invalid_citations=list(a.invalid_citations),
+        plan=plan_out(a),
     )
 
 
@@ -135,9 +225,9 @@ def search_timings(t: Timings, *, reranked: bool) -> SearchTimings:
     )
 
 
-def source_out(n: int, c: Chunk) -> SourceOut:
-    """A numbered source of a streamed answer."""
+def source_out(n: int, c: Chunk, step: int = 0, query: str = "") -> SourceOut:
+    """A numbered source of a streamed answer, with the plan step and query that found it."""
     return SourceOut(
         n=n, chunk_id=c.chunk_id, document_id=c.document_id, source=c.source, title=c.title,
-        char_start=c.char_start, char_end=c.char_end, text=c.text,
+        char_start=c.char_start, char_end=c.char_end, text=c.text, step=step, query=query,
     )

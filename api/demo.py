@@ -30,7 +30,7 @@ def run_demo(settings: Settings, data: Path, question: str, *, console: Console,
         console.print(f"[red]ingest failed with exit code {rc}[/]")
         return rc
     port = free_port()
-    console.print(f"[bold]2/4[/] starting the service on 127.0.0.1:{port}")
+    console.print(f"[bold]2/4[/] starting the service on 127.0.0.1:{port} (the web page: http://127.0.0.1:{port}/)")
     server = subprocess.Popen(_rag("serve", "--host", "127.0.0.1", "--port", str(port)), env=env, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -59,6 +59,10 @@ def run_demo(settings: Settings, data: Path, question: str, *, console: Console,
             return 1
         console.print("[bold]4/4[/] the cited, verified answer:")
         print_answer(out, resp.json())
+        out.print(
+            f"\nThe web page: {base}/ (ask with highlighted citations; admin view on this machine). "
+            f"It stops with this demo; to keep it, run `rag serve` and open http://{settings.api.host}:{settings.api.port}/"
+        )
         return 0
     finally:
         stop_process(server, timeout_s=20)

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api import docs, errors, openapi
+from api import docs, errors, openapi, web
 from api.errors import envelope
 from api.metrics import Metrics
-from api.routes import chat, query, service
+from api.routes import admin, chat, documents, query, service
 from api.serving import ChatService, QueryService, StatusService
+from api.serving.admin import AdminBackend, AdminService, upload_limit
+from api.serving.documents import DocumentService
 from api.serving.slots import GenerationSlots
 from rag.config import Settings
 from rag.pipeline import RagPipeline
@@ -24,21 +27,25 @@ class BodyLimit:
     that take longer than ``timeout_s`` to arrive with 408 (uvicorn itself never times out a slow body).
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, timeout_s: float = 30.0, larger: Mapping[str, int] | None = None
+    ) -> None:
         self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
+        self.larger = dict(larger or {})  # exact path -> its own limit (the admin upload)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.larger.get(scope.get("path", ""), self.max_bytes)
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
-                    too_big = int(value) > self.max_bytes
+                    too_big = int(value) > max_bytes
                 except ValueError:
                     too_big = True
                 if too_big:
-                    await _reject(413, f"request body over {self.max_bytes} bytes", "too_large", scope, receive, send)
+                    await _reject(413, f"request body over {max_bytes} bytes", "too_large", scope, receive, send)
                     return
         seen = 0
         complete = False
@@ -64,8 +71,8 @@ class BodyLimit:
                 return await reject(408, f"request body not received within {self.timeout_s:g} s", "timeout")
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    return await reject(413, f"request body over {self.max_bytes} bytes", "too_large")
+                if seen > max_bytes:
+                    return await reject(413, f"request body over {max_bytes} bytes", "too_large")
                 complete = not message.get("more_body", False)
             else:
                 complete = True
@@ -98,12 +105,14 @@ class _Count(BaseHTTPMiddleware):
         return response
 
 
-def create_app(settings: Settings, pipeline: RagPipeline) -> FastAPI:
+def create_app(settings: Settings, pipeline: RagPipeline, admin_backend: AdminBackend | None = None) -> FastAPI:
     """Build the app around a ready pipeline.
 
     Args:
         settings: service settings (limits, API keys).
         pipeline: the query pipeline, models loaded.
+        admin_backend: ingestion and administration (``indexer.service.AdminOperations``, which
+            ``rag serve`` passes); without it the admin endpoints answer 503.
     """
     app = FastAPI(
         title="rag-service",
@@ -120,13 +129,21 @@ def create_app(settings: Settings, pipeline: RagPipeline) -> FastAPI:
     app.state.query_service = QueryService(settings, pipeline, metrics, slots)
     app.state.chat_service = ChatService(settings, pipeline, metrics, slots)
     app.state.status_service = StatusService(pipeline, metrics)
+    app.state.document_service = DocumentService(pipeline.store)
+    app.state.admin_service = AdminService(settings, pipeline.store, admin_backend)
     app.state.started = time.time()
     errors.install(app)
     openapi.install(app)
     docs.install(app)
+    web.install(app)
     app.include_router(query.router)
     app.include_router(chat.router)
     app.include_router(service.router)
+    app.include_router(documents.router)
+    app.include_router(admin.router)
     app.add_middleware(_Count)
-    app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes, timeout_s=settings.api.body_timeout_s)
+    app.add_middleware(
+        BodyLimit, max_bytes=settings.api.max_body_bytes, timeout_s=settings.api.body_timeout_s,
+        larger={"/v1/admin/jobs": upload_limit(settings)},
+    )
     return app

@@ -33,8 +33,11 @@ def print_answer(console: Console, a: Answer | dict[str, Any], *, as_json: bool 
     if data["citations"]:
         console.print("[bold]Citations[/]")
         for c in data["citations"]:
-            where = f"{c['source']} [{c['char_start']}:{c['char_end']}]"
-            console.print(f"  [{c['n']}] {c['title'] or '(untitled)'} — {where} ({c['kind']})", highlight=False)
+            console.print(f"  [{c['n']}] {escape(_place(c))} ({c['kind']})", highlight=False)
+            for span in c.get("spans", []):
+                quote = " ".join(span["text"].split())
+                quote = quote if len(quote) <= 160 else quote[:157] + "..."
+                console.print(f"      “{escape(quote)}” [{span['char_start']}:{span['char_end']}]", highlight=False)
     if data["claims"]:
         console.print("[bold]Verification[/]")
         for cl in data["claims"]:
@@ -45,6 +48,16 @@ def print_answer(console: Console, a: Answer | dict[str, Any], *, as_json: bool 
         f"faithfulness {data['faithfulness']:.2f} · " + " · ".join(f"{k} {v:.0f} ms" for k, v in t.items() if v),
         highlight=False,
     )
+
+
+def _place(c: dict[str, Any]) -> str:
+    """``title — source, section, page N``: where a citation points."""
+    parts = [c["source"]]
+    if c.get("section"):
+        parts.append(c["section"])
+    if c.get("page") is not None and f"page {c['page']}" not in (c.get("section") or ""):
+        parts.append(f"page {c['page']}")
+    return f"{c['title'] or '(untitled)'} — {', '.join(parts)}"
 
 
 def print_search(console: Console, found: SearchResult, *, as_json: bool = False) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -50,12 +51,30 @@ class SearchRequest(_Strict):
     filters: SearchFilters | None = None
 
 
+PlannerMode = Literal["auto", "direct", "iterative", "decompose"]
+
+
+class HistoryTurn(_Strict):
+    """An earlier exchange of a conversation: what the user asked and the answer it got."""
+
+    question: str = Field(..., min_length=1, max_length=100_000)
+    answer: str = Field("", max_length=100_000)
+
+
 class AskRequest(SearchRequest):
-    """Body of ``POST /v1/ask``."""
+    """Body of ``POST /v1/ask``.
+
+    With ``history``, ``query`` is a follow-up: it is rewritten into a standalone question
+    before retrieval, and the rewrite comes back in ``plan.rewrite``.
+    """
 
     top_k: int = Field(5, ge=1, le=10_000)
     stream: bool = False
     strict: bool | None = None
+    history: list[HistoryTurn] = Field(
+        default_factory=list, max_length=50, description="earlier turns of the conversation, oldest first"
+    )
+    planner: PlannerMode | None = Field(None, description="planning mode for this question (default: RAG_PLANNER__MODE)")
 
 
 class StageScores(BaseModel):
@@ -95,8 +114,9 @@ class SearchTimings(BaseModel):
 
 
 class AnswerTimings(BaseModel):
-    """Milliseconds per stage of an answer."""
+    """Milliseconds per stage of an answer. ``plan`` is the planner's generator calls (rewrite, hops, split)."""
 
+    plan: float = 0.0
     embed: float
     bm25: float
     dense: float
@@ -115,18 +135,43 @@ class SearchResponse(BaseModel):
     pipeline: dict[str, Any]
 
 
+class CitedSpanOut(BaseModel):
+    """The sentence(s) of a cited chunk that back a claim."""
+
+    start: int = Field(description="offset into the citation's text")
+    end: int = Field(description="end offset (exclusive) into the citation's text")
+    char_start: int = Field(description="offset into the document's text")
+    char_end: int = Field(description="end offset (exclusive) into the document's text")
+    text: str
+    section: str = Field(description="heading path of the section holding the span")
+    page: int | None = Field(None, description="page of the span, for documents with pages (PDF)")
+
+
 class CitationOut(BaseModel):
-    """A source cited by the answer."""
+    """A source cited by the answer: its chunk, and the spans of it that back the answer."""
 
     n: int
     chunk_id: int
     document_id: int
     source: str
     title: str
+    section: str = Field(description="heading path of the first span, else where the chunk starts")
+    page: int | None = Field(None, description="page of the first span, else of the chunk's start")
     char_start: int
     char_end: int
     text: str
     kind: Literal["generated", "attributed"]
+    spans: list[CitedSpanOut] = Field(default_factory=list)
+    step: int = Field(0, description="the plan step that found this source (plan.steps[step])")
+    query: str = Field("", description="the query that step searched")
+
+
+class ClaimEvidenceOut(BaseModel):
+    """Where in one cited source the verifier found the best support for a claim."""
+
+    n: int
+    start: int = Field(description="offset into that citation's text")
+    end: int
 
 
 class ClaimOut(BaseModel):
@@ -136,6 +181,9 @@ class ClaimOut(BaseModel):
     citations: list[int]
     verdict: Literal["supported", "unsupported", "uncited"]
     score: float
+    evidence: list[ClaimEvidenceOut] = Field(
+        default_factory=list, description="per citation, the span of that source that backs the claim best"
+    )
 
 
 class Usage(BaseModel):
@@ -143,6 +191,62 @@ class Usage(BaseModel):
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
+
+
+class StepTimings(BaseModel):
+    """Milliseconds of one plan step: its search, and ``plan``, the planning call made after it."""
+
+    plan: float
+    embed: float
+    bm25: float
+    dense: float
+    fuse: float
+    rerank: float
+
+
+class StepFoundOut(BaseModel):
+    """A chunk one plan step found."""
+
+    chunk_id: int
+    document_id: int
+    external_id: str
+    title: str
+    score: float
+    n: int | None = Field(None, description="its source number when it was handed to the generator, else null")
+
+
+class PlanStepOut(BaseModel):
+    """One retrieval of the plan."""
+
+    query: str
+    purpose: Literal["question", "hop", "sub-question"] | str
+    found: list[StepFoundOut]
+    decision: str = Field("", description="what the planning call after this step decided (enough, next: <query>, ...)")
+    timings_ms: StepTimings
+    usage: Usage
+
+
+class RewriteOut(BaseModel):
+    """A follow-up rewritten to stand alone before retrieval."""
+
+    original: str
+    question: str = Field(description="the standalone question that was searched and answered")
+    fallback: str = Field("", description="why the follow-up was kept as asked (the rewrite failed); empty otherwise")
+    usage: Usage
+    ms: float
+
+
+class PlanOut(BaseModel):
+    """How the question was planned: the mode, every step with what it found, and what planning cost."""
+
+    mode: Literal["direct", "iterative", "decompose"] | str
+    requested: str = Field(description="the mode asked for; auto resolves to one of the others")
+    question: str = Field(description="the question searched and answered (the rewrite of a follow-up)")
+    stop: str = Field("", description="why planning stopped")
+    fallback: str = Field("", description="why a planning call failed and the plan fell back; empty otherwise")
+    steps: list[PlanStepOut]
+    rewrite: RewriteOut | None = None
+    usage: Usage = Field(description="tokens of every planning call, the rewrite included")
 
 
 class AskResponse(BaseModel):
@@ -159,6 +263,7 @@ class AskResponse(BaseModel):
     invalid_citations: list[int] = Field(
         default_factory=list, description="source numbers the answer cited that were not among its sources (removed from the text)"
     )
+    plan: PlanOut | None = None
 
 
 # Server-sent events of a streamed ``/v1/ask`` -------------------------------------------------
@@ -175,6 +280,8 @@ class SourceOut(BaseModel):
     char_start: int
     char_end: int
     text: str
+    step: int = Field(0, description="the plan step that found it")
+    query: str = Field("", description="the query that step searched")
 
 
 class CitationsEvent(BaseModel):
@@ -206,6 +313,7 @@ class DoneEvent(BaseModel):
     timings_ms: AnswerTimings
     usage: Usage
     pipeline: dict[str, Any]
+    plan: PlanOut | None = None
 
 
 class ErrorEvent(BaseModel):
@@ -322,6 +430,7 @@ class ChatCompletionRequest(BaseModel):
     top_k: int = Field(5, ge=1, le=10_000)
     filters: SearchFilters | None = None
     strict: bool | None = None
+    planner: PlannerMode | None = None
 
     model_config = ConfigDict(extra="allow")
 
@@ -336,6 +445,7 @@ class RagExtension(BaseModel):
     timings_ms: AnswerTimings
     pipeline: dict[str, Any]
     invalid_citations: list[int] = Field(default_factory=list)
+    plan: PlanOut | None = Field(None, description="the plan, with the rewrite of a follow-up (plan.rewrite)")
 
 
 class StreamedRagExtension(RagExtension):
@@ -412,3 +522,149 @@ class ChatStreamError(BaseModel):
     """A chat stream that failed after it started: one ``data:`` line with OpenAI's error envelope."""
 
     error: ErrorBody
+
+
+# The web page's source view and the admin view (api/web) ----------------------------------------
+
+
+class DocumentSectionOut(BaseModel):
+    """Where a section of a document starts."""
+
+    char_start: int
+    section: str
+
+
+class DocumentTextOut(BaseModel):
+    """Response of ``GET /v1/collections/{name}/documents/{document_id}``: a document's whole text.
+
+    The text is put back together from the stored chunks, so ``char_start``/``char_end`` of its
+    citations and spans index into it.
+    """
+
+    document_id: int
+    external_id: str
+    source: str
+    title: str
+    text: str
+    sections: list[DocumentSectionOut] = Field(default_factory=list)
+
+
+class AdminLimits(BaseModel):
+    """What an upload may hold."""
+
+    max_file_bytes: int = Field(description="larger files are skipped and named (RAG_INGEST__MAX_FILE_BYTES)")
+    max_upload_bytes: int = Field(description="a larger upload request is refused with 413")
+    max_files: int = Field(description="files per upload")
+    formats: list[str] = Field(description="file suffixes that ingestion reads")
+
+
+class AdminStatusResponse(BaseModel):
+    """Response of ``GET /v1/admin``: the caller may administer, and within which limits."""
+
+    granted_by: str = Field(description="why this caller may administer")
+    limits: AdminLimits
+
+
+class AdminCollectionCreate(_Strict):
+    """Body of ``POST /v1/admin/collections``."""
+
+    name: str = Field(..., min_length=1, max_length=100)
+
+
+class AdminCollectionOut(BaseModel):
+    """A collection with its counts, as ``rag stats`` reports them."""
+
+    name: str
+    documents: int
+    pending: int = 0
+    deleted: int = 0
+    chunks: int
+    vectors: int = 0
+    tombstones: int = 0
+    lexical_docs: int = 0
+    index_type: str | None = None
+    bytes: int = 0
+    embedding_model: str | None = None
+    busy: bool = Field(False, description="an ingestion job of this server is writing to it")
+
+
+class AdminCollectionsResponse(BaseModel):
+    """Response of ``GET /v1/admin/collections``."""
+
+    collections: list[AdminCollectionOut]
+
+
+class AdminDropResponse(BaseModel):
+    """Response of ``DELETE /v1/admin/collections/{name}``."""
+
+    dropped: str
+
+
+class AdminDocumentOut(BaseModel):
+    """One stored version of a document."""
+
+    id: int
+    external_id: str
+    source: str
+    title: str
+    state: Literal["active", "pending", "deleted"]
+    chunks: int
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class AdminDocumentsResponse(BaseModel):
+    """Response of ``GET /v1/admin/collections/{name}/documents``."""
+
+    collection: str
+    documents: list[AdminDocumentOut]
+
+
+class AdminDeleteResponse(BaseModel):
+    """Response of ``DELETE /v1/admin/collections/{name}/documents/{id}``."""
+
+    deleted: int
+
+
+class JobProgressOut(BaseModel):
+    """Where a running ingestion job is."""
+
+    files_done: int = 0
+    files_total: int | None = None
+    documents: int = 0
+    chunks: int = 0
+    seconds: float = 0.0
+    eta_s: float | None = None
+
+
+class JobFileOut(BaseModel):
+    """A file of an upload that was skipped or failed, and why."""
+
+    file: str = Field(description="the file's name as uploaded")
+    reason: str
+
+
+class JobOut(BaseModel):
+    """An ingestion job started by an upload (``rag ingest`` over the uploaded files)."""
+
+    id: str
+    collection: str
+    status: Literal["queued", "running", "done", "failed"]
+    files: list[str] = Field(description="the uploaded files' names")
+    progress: JobProgressOut
+    documents_added: int = 0
+    documents_updated: int = 0
+    documents_unchanged: int = 0
+    documents_failed: int = 0
+    chunks_added: int = 0
+    failures: list[JobFileOut] = Field(default_factory=list, description="files that could not be ingested")
+    error: ErrorBody | None = Field(None, description="why the job failed as a whole (code 'busy': another writer held the collection)")
+    created_at: datetime
+    finished_at: datetime | None = None
+
+
+class JobsResponse(BaseModel):
+    """Response of ``GET /v1/admin/jobs``: this server's recent jobs, newest first."""
+
+    jobs: list[JobOut]

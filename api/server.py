@@ -4,18 +4,40 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from rag.config import Settings
 from rag.runtime import open_runtime
 from rag.threads import for_queries
+
+if TYPE_CHECKING:
+    from api.serving.admin import AdminBackend
+    from rag.embedding import Embedder
+    from rag.index.store import Store
 
 log = logging.getLogger(__name__)
 
 Log = Callable[[str], None]
 
 
-def run(settings: Settings, host: str | None = None, port: int | None = None, log: Log = print) -> None:
-    """Serve the API with uvicorn until interrupted."""
+def run(
+    settings: Settings,
+    host: str | None = None,
+    port: int | None = None,
+    log: Log = print,
+    admin: Callable[[Settings, Store, Embedder], AdminBackend] | None = None,
+) -> None:
+    """Serve the API and the web page with uvicorn until interrupted.
+
+    Args:
+        settings: the service settings.
+        host: bind address (``RAG_API__HOST`` when None); without API keys only loopback is used.
+        port: port (``RAG_API__PORT`` when None).
+        log: where start-up lines go.
+        admin: builds the admin endpoints' write operations from the server's settings, store and
+            embedder (``indexer.service.AdminOperations``; the CLI passes it, since ``api/`` may not
+            import ``indexer/``). Without it the admin endpoints answer 503.
+    """
     import uvicorn
 
     from api.main import create_app
@@ -29,6 +51,7 @@ def run(settings: Settings, host: str | None = None, port: int | None = None, lo
     elif not settings.api_keys:
         log("no API keys configured (RAG_API_KEYS): serving on 127.0.0.1 only, without authentication")
     with open_runtime(settings, reconcile=True, log=log) as runtime:
-        app = create_app(settings, runtime.pipeline)
-        log(f"serving on http://{host}:{port} (OpenAPI docs at /docs)")
+        p = runtime.pipeline
+        app = create_app(settings, p, admin(settings, p.store, p.embedder) if admin is not None else None)
+        log(f"serving on http://{host}:{port}: the page at /, OpenAPI docs at /docs")
         uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)

@@ -367,33 +367,104 @@ def serve(
     port: Annotated[Optional[int], typer.Option(help="port (default from RAG_API__PORT)")] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Run the REST API (starts a local llama.cpp generator when no RAG_GENERATOR__URL is set)."""
+    """Run the REST API and the web page at / (starts a local llama.cpp generator when no RAG_GENERATOR__URL is set)."""
     from api.server import run
+    from indexer.service import AdminOperations
 
     settings = _settings(config)
-    run(settings, host=host, port=port, log=console.print)
+    run(settings, host=host, port=port, log=console.print, admin=AdminOperations)
+
+
+PlannerOpt = Annotated[
+    Optional[str], typer.Option(help="planning mode: auto | direct | iterative | decompose (default: RAG_PLANNER__MODE)")
+]
 
 
 @app.command()
 def ask(
-    question: str,
+    question: Annotated[Optional[str], typer.Argument(help="the question (with --chat: the first one, optional)")] = None,
     collection: CollectionOpt = "default",
     top_k: Annotated[int, typer.Option(help="sources to retrieve")] = 5,
     strict: Annotated[bool, typer.Option(help="drop unsupported claims")] = False,
+    planner: PlannerOpt = None,
+    chat: Annotated[bool, typer.Option("--chat", help="keep a conversation: follow-ups are rewritten to stand alone")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Answer a question with cited sources and a verdict per claim (same code path as /v1/ask)."""
+    """Answer a question with cited sources and a verdict per claim (same code path as /v1/ask).
+
+    With --chat, questions are read from the terminal one per line until an empty line, `exit` or
+    end of input; each follow-up is rewritten into a standalone question using the earlier turns.
+    """
     from rag.runtime import open_runtime
     from rag.threads import for_queries
 
+    if not chat and not (question or "").strip():
+        raise RagErrorExit("give a question, or --chat for a conversation", 2)
+    if planner is not None:
+        _check_planner(planner)
     settings = for_queries(_settings(config))
     _check_collection(settings, collection)  # before spending seconds on starting the generator
-    with open_runtime(settings, reconcile=True, log=console.print) as runtime:
-        answer = runtime.pipeline.ask(collection, question, top_k, None, strict)
     from api.render import print_answer
 
-    print_answer(out, answer, as_json=as_json)
+    with open_runtime(settings, reconcile=True, log=console.print) as runtime:
+        if not chat:
+            answer = runtime.pipeline.ask(collection, question or "", top_k, None, strict, planner=planner)
+            print_answer(out, answer, as_json=as_json)
+            if not as_json:
+                _print_plan(answer)
+            return
+        _chat_loop(runtime.pipeline, collection, top_k, strict, planner, question, as_json)
+
+
+def _check_planner(planner: str) -> None:
+    from rag.planning import PLANNER_MODES
+
+    if planner not in PLANNER_MODES:
+        raise RagErrorExit(f"--planner: unknown planner {planner!r}; valid: {' | '.join(PLANNER_MODES)}", 2)
+
+
+def _chat_loop(pipeline, collection: str, top_k: int, strict: bool, planner: str | None,  # noqa: ANN001
+               first: str | None, as_json: bool) -> None:
+    """``rag ask --chat``: one conversation in the terminal, each answer checked and cited."""
+    from api.render import print_answer
+    from rag.types import Turn
+
+    history: list[Turn] = []
+    pending = (first or "").strip()
+    if not as_json:
+        console.print("conversation: one question per line; an empty line or `exit` ends it", highlight=False)
+    while True:
+        if not pending:
+            try:
+                pending = input("you> ").strip()
+            except EOFError:
+                break
+        if not pending or pending.lower() in ("exit", "quit"):
+            break
+        answer = pipeline.ask(collection, pending, top_k, None, strict, history=tuple(history), planner=planner)
+        print_answer(out, answer, as_json=as_json)
+        if not as_json:
+            _print_plan(answer)
+        history.append(Turn(pending, answer.answer))
+        pending = ""
+
+
+def _print_plan(answer) -> None:  # noqa: ANN001 - rag.types.Answer
+    """One line per plan step when the plan did more than search the question as asked."""
+    plan = answer.plan
+    if plan is None:
+        return
+    p = lambda text: out.print(text, highlight=False, markup=False)  # noqa: E731
+    if plan.rewrite is not None:
+        note = f" (rewrite failed: {plan.rewrite.fallback})" if plan.rewrite.fallback else ""
+        p(f"searched as: {plan.rewrite.question}{note}")
+    if len(plan.steps) > 1 or plan.fallback:
+        p(f"plan: {plan.mode} (asked {plan.requested or plan.mode}), stopped: {plan.stop or '-'}"
+          + (f", fell back: {plan.fallback}" if plan.fallback else ""))
+        for i, step in enumerate(plan.steps):
+            titles = ", ".join(dict.fromkeys(f.chunk.title or f.chunk.external_id for f in step.found[:3]))
+            p(f"  {i}. [{step.purpose}] {step.query} -> {titles or 'nothing'}")
 
 
 @app.command()
@@ -451,20 +522,39 @@ def eval_retrieval(
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="output directory")] = None,
     export_hard_negatives: Annotated[Optional[Path], typer.Option(help="write mined hard negatives (JSONL)")] = None,
     limit: Annotated[int, typer.Option(help="evaluate only the first N queries (0 = all)")] = 0,
+    planner: Annotated[Optional[str], typer.Option(
+        help="also plan each query with these modes, comma-separated (e.g. direct,iterative), and score the "
+        "evidence each plan collected and handed to the generator")] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """nDCG@10, Recall@k, MRR@10 and MAP for bm25, dense, hybrid and rerank stages."""
+    """nDCG@10, Recall@k, full recall@k, MRR@10 and MAP for bm25, dense, hybrid and rerank stages."""
     from eval.runner import run_retrieval_eval
 
     settings = _settings(config)
     ks = tuple(int(x) for x in k.split(",") if x.strip())
     report = run_retrieval_eval(
         settings, dataset, ingest=_ingest_corpus, collection=collection, ks=ks, split=split, out_dir=out_dir,
-        hard_negatives=export_hard_negatives, limit=limit, console=console,
+        hard_negatives=export_hard_negatives, limit=limit, console=console, planners=_planners(planner),
     )
     for stage, m in report["stages"].items():
-        out.print(f"{stage:8s} nDCG@10 {m['ndcg@10']:.4f}  R@10 {m['recall@10']:.4f}  R@100 {m['recall@100']:.4f}  MRR@10 {m['mrr@10']:.4f}")
+        full = "  ".join(f"full@{key.split('@')[1]} {v:.4f}" for key, v in report["full_recall"][stage].items())
+        out.print(f"{stage:8s} nDCG@10 {m['ndcg@10']:.4f}  R@10 {m['recall@10']:.4f}  R@100 {m['recall@100']:.4f}  MRR@10 {m['mrr@10']:.4f}  {full}")
+    for mode, m in report.get("plans", {}).items():
+        out.print(
+            f"plan {mode:10s} handed full recall {m['handed_full_recall']:.4f} (recall {m['handed_recall']:.4f}, "
+            f"{m['handed_docs_mean']:.1f} docs)  hops {m['hops_mean']:.2f}  fallback {m['fallback_rate']:.2f}  "
+            + "  ".join(f"{t} {b['handed_full_recall']:.4f}" for t, b in m["by_type"].items() if "handed_full_recall" in b)
+        )
     out.print(f"report: {report['out_dir']}")
+
+
+def _planners(text: str | None) -> list[str]:
+    from eval.plans import parse_planners
+
+    try:
+        return parse_planners(text or "")
+    except ValueError as exc:
+        raise RagErrorExit(f"--planner: {exc}", 2) from None
 
 
 @eval_app.command("answers")
@@ -475,21 +565,71 @@ def eval_answers(
     out_dir: Annotated[Optional[Path], typer.Option("--out")] = None,
     style: Annotated[str, typer.Option(help="answer style: short (extractive QA, the default here) or sentences")] = "short",
     top_k: Annotated[Optional[int], typer.Option(help="sources retrieved per question (default: retrieval.top_k)")] = None,
+    planner: Annotated[Optional[str], typer.Option(
+        help="planning modes to compare side by side, comma-separated (e.g. direct,iterative; default: RAG_PLANNER__MODE)")] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Exact match, F1, faithfulness, citation precision/recall and abstention rate."""
+    """Exact match, F1 (SQuAD and HotpotQA), faithfulness, citations, abstention, hops; per planner and type."""
     from eval.runner import run_answer_eval
 
     overrides: dict[str, Any] = {"generator": {"answer_style": style}}
     if top_k is not None:
         overrides["retrieval"] = {"top_k": top_k}
+    modes = _planners(planner)
     settings = _settings(config, **overrides)
     report = run_answer_eval(
-        settings, dataset, ingest=_ingest_corpus, limit=limit, collection=collection, out_dir=out_dir, console=console
+        settings, dataset, ingest=_ingest_corpus, limit=limit, collection=collection, out_dir=out_dir, console=console,
+        planners=modes,
     )
-    keys = ("exact_match", "f1", "f1_short", "faithfulness", "citation_precision", "citation_recall", "abstention_rate")
-    out.print("  ".join(f"{k} {'—' if report[k] is None else format(report[k], '.3f')}" for k in keys))
+    keys = ("exact_match", "f1", "f1_short", "hotpot_f1", "handed_full_recall", "faithfulness", "citation_precision",
+            "citation_recall", "abstention_rate", "hops_mean", "fallback_rate")
+    for mode, m in report["planners"].items():
+        p50 = m["latency_ms"]["total"]["p50"]
+        out.print(f"{mode:10s} " + "  ".join(f"{k} {'—' if m[k] is None else format(m[k], '.3f')}" for k in keys)
+                  + f"  total p50 {p50:.0f} ms")
+        for kind, b in m["by_type"].items():
+            out.print(f"  {kind:12s} " + "  ".join(
+                f"{k} {'—' if b[k] is None else format(b[k], '.3f')}" for k in ("f1", "hotpot_f1", "handed_full_recall")
+            ) + f"  ({b['questions']} questions)")
     out.print(f"report: {report['out_dir']}")
+
+
+@eval_app.command("verifier")
+def eval_verifier(
+    dataset: Annotated[Path, typer.Option(help="RAGTruth- or SciFact-layout JSONL file, or the folder holding one")],
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="output directory (default: out/eval/<dataset>-verifier)")] = None,
+    limit: Annotated[int, typer.Option(help="score only the first N items (0 = all)")] = 0,
+    split: Annotated[Optional[str], typer.Option(help="SciFact only: train, dev or test part of the split by claim (default: all)")] = None,
+    compare: Annotated[str, typer.Option(help="baseline scorers run beside the configured one, comma-separated, or none")] = "hybrid",
+    config: ConfigOpt = None,
+) -> None:
+    """Precision, recall, F1 and AUROC of unsupported-claim detection on human labels, with latency."""
+    from eval.verifier import run_verifier_eval
+
+    settings = _settings(config)
+    baselines = [] if compare.strip().lower() == "none" else [n.strip() for n in compare.split(",") if n.strip()]
+    report = run_verifier_eval(
+        settings, dataset, out_dir=out_dir, limit=limit, split=split, compare=baselines, console=console
+    )
+    for name, r in report["scorers"].items():
+        if report["layout"] == "ragtruth":
+            resp, sent = r["response"], r["sentence"]
+            out.print(
+                f"{name:10s} response P {resp['precision']:.3f} R {resp['recall']:.3f} F1 {resp['f1']:.3f} "
+                f"AUROC {_or_dash(resp['auroc'])}  sentence F1 {sent['f1']:.3f} AUROC {_or_dash(sent['auroc'])}  "
+                f"p50 {_or_dash(r['latency_ms']['p50'], '.0f')} ms"
+            )
+        else:
+            sup, rest = r["supported"], r["not_supported"]
+            out.print(
+                f"{name:10s} supported F1 {sup['f1']:.3f}  not-supported F1 {rest['f1']:.3f}  "
+                f"AUROC {_or_dash(r['auroc'])}  p50 {_or_dash(r['latency_ms']['p50'], '.0f')} ms"
+            )
+    out.print(f"report: {report['out_dir']}")
+
+
+def _or_dash(value: float | None, spec: str = ".3f") -> str:
+    return "—" if value is None else format(value, spec)
 
 
 @eval_app.command("bm25")
@@ -569,6 +709,68 @@ def train_reranker(
     for variant, m in report.get("onnx", {}).items():
         out.print(f"{variant:10s} dev nDCG@10 {m['dev_ndcg@10']:.4f}  top-{lat.get('top_n', 20)} p50 {m.get('p50', 0):.0f} ms")
     out.print(f"model: {report['path']}  (use it with RAG_RERANKER={report['path']})")
+
+
+_SHARED = Path("../shared/datasets")
+
+
+@app.command("train-verifier")
+def train_verifier(
+    scifact: Annotated[Optional[Path], typer.Option(help="SciFact claims JSONL (train/dev/test split by claim id; only train trains)")] = _SHARED / "verify/scifact_claims/train.jsonl",
+    corpus: Annotated[Optional[list[Path]], typer.Option(help="corpus for synthetic pairs: a BEIR corpus.jsonl or a directory of text files (repeatable; default: data/, hotpot_shared, xquad_en, scifact)")] = None,
+    name: Annotated[str, typer.Option(help="model name under <data dir>/verifiers/; 'default' is the one the service uses")] = "default",
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="model directory (overrides --name)")] = None,
+    max_documents: Annotated[int, typer.Option(help="documents drawn per corpus (0 = all)")] = 500,
+    sentences: Annotated[int, typer.Option(help="sentences drawn per document, each giving one supported and two twisted claims")] = 1,
+    epochs: Annotated[int, typer.Option(help="passes over the training pairs")] = 1,
+    max_pairs: Annotated[int, typer.Option(help="cap on training pairs, drawn at random (0 = all)")] = 0,
+    max_length: Annotated[int, typer.Option(help="tokens per (claim, window) pair")] = 128,
+    batch_size: Annotated[int, typer.Option(help="pairs per step")] = 32,
+    learning_rate: Annotated[float, typer.Option(help="peak learning rate of the encoder")] = 5e-5,
+    windows: Annotated[int, typer.Option(help="windows cross-encoded per claim, over all its sources")] = 3,
+    base: Annotated[str, typer.Option(help="encoder to start from (HF id or path)")] = "sentence-transformers/all-MiniLM-L6-v2",
+    layers: Annotated[int, typer.Option(help="keep the encoder's first N layers (0 = all); cost is linear in them")] = 4,
+    feedback: Annotated[bool, typer.Option(help="add negatives from /v1/feedback judgments of non-relevance (all collections)")] = False,
+    onnx: Annotated[bool, typer.Option(help="export ONNX fp32/int8; int8 is then calibrated and served by default")] = True,
+    seed: Annotated[int, typer.Option(help="seeds the pairs and training")] = 42,
+    config: ConfigOpt = None,
+) -> None:
+    """Fine-tune the verifier's support model (claim, passage) -> probability, calibrated, with its threshold."""
+    from eval.training.verifier import VerifierTrainConfig, default_output, run_train_verifier
+
+    settings = _settings(config)
+    corpora = corpus or [p for p in (Path("data"), _SHARED / "hotpot_shared", _SHARED / "xquad_en", _SHARED / "scifact") if p.exists()]
+    extra = []
+    if feedback:
+        from eval.training.claims import feedback_pairs
+
+        store = _store(settings)
+        for info in store.collections():
+            judged = store.feedback(info.id)
+            extra.extend(feedback_pairs(judged, store.hydrate(info.id, {j.chunk_id for j in judged})))
+        console.print(f"{len(extra)} feedback pairs")
+    train = VerifierTrainConfig(
+        base=base, layers=layers, epochs=epochs, max_pairs=max_pairs, max_length=max_length, batch_size=batch_size,
+        learning_rate=learning_rate, seed=seed, device=settings.reranker.device,
+    )
+    target = out_dir or default_output(settings.data_dir, name)
+    report = run_train_verifier(
+        target, scifact=scifact if scifact and scifact.exists() else None, corpora=corpora, config=train,
+        max_documents=max_documents, sentences_per_document=sentences, windows_per_claim=windows, extra=extra,
+        onnx=onnx, progress=lambda line: console.print(line, highlight=False),
+    )
+    t, dev, test = report["training"], report["dev"]["at_threshold"], report.get("scifact_test", {})
+    out.print(
+        f"{sum(t['pairs'].values())} pairs in {t['seconds']:.0f} s ({t['pairs_per_second']:.1f} pairs/s); "
+        f"dev AP {t['dev_before'].get('average_precision', 0):.3f} -> {t['dev_after'].get('average_precision', 0):.3f}"
+    )
+    out.print(
+        f"threshold {report['threshold']:.2f}: dev macro F1 {(dev['supported_f1'] + dev['unsupported_f1']) / 2:.3f}; "
+        f"SciFact test supported F1 {test.get('supported_f1', 0):.3f} (n={test.get('n', 0)})"
+    )
+    for backend, lat in report["latency_ms_5_claims_3_passages"].items():
+        out.print(f"{backend:10s} 5 claims x 3 passages: p50 {lat.get('p50', 0):.0f} ms, p90 {lat.get('p90', 0):.0f} ms")
+    out.print(f"model: {report['path']}")
 
 
 @app.command()

@@ -87,6 +87,8 @@ class BeirDataset:
             non-relevant), for the same queries.
         answers: query id -> gold answer strings, where the queries file has them.
         baselines: reference figures from ``PUBLISHED_BASELINES``.
+        types: query id -> its ``metadata.type`` (HotpotQA's ``bridge`` or ``comparison``),
+            where the queries file has one; reports break metrics down by it.
     """
 
     name: str
@@ -96,6 +98,7 @@ class BeirDataset:
     qrels: dict[str, dict[str, int]]
     answers: dict[str, list[str]] = field(default_factory=dict)
     baselines: Baselines = field(default_factory=dict)
+    types: dict[str, str] = field(default_factory=dict)
 
 
 def load_beir(directory: Path, split: str = "test") -> BeirDataset:
@@ -134,7 +137,7 @@ def load_beir(directory: Path, split: str = "test") -> BeirDataset:
     if not queries_path.is_file():
         raise FileError(str(queries_path), "missing queries.jsonl")
 
-    texts, all_answers = _read_queries(queries_path)
+    texts, all_answers, all_types = _read_queries(queries_path)
     all_qrels = _read_qrels(qrels_path)
     kept = [
         qid
@@ -149,12 +152,14 @@ def load_beir(directory: Path, split: str = "test") -> BeirDataset:
         qrels={qid: all_qrels[qid] for qid in kept},
         answers={qid: all_answers[qid] for qid in kept if qid in all_answers},
         baselines=baselines_for(directory.name, split),
+        types={qid: all_types[qid] for qid in kept if qid in all_types},
     )
 
 
-def _read_queries(path: Path) -> tuple[dict[str, str], dict[str, list[str]]]:
+def _read_queries(path: Path) -> tuple[dict[str, str], dict[str, list[str]], dict[str, str]]:
     texts: dict[str, str] = {}
     answers: dict[str, list[str]] = {}
+    types: dict[str, str] = {}
     with path.open(encoding="utf-8") as lines:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
@@ -171,7 +176,10 @@ def _read_queries(path: Path) -> tuple[dict[str, str], dict[str, list[str]]]:
             golds = _answers_of(record)
             if golds:
                 answers[qid] = golds
-    return texts, answers
+            meta = record.get("metadata")
+            if isinstance(meta, dict) and isinstance(meta.get("type"), str) and meta["type"].strip():
+                types[qid] = meta["type"].strip()
+    return texts, answers, types
 
 
 def _answers_of(record: dict[str, Any]) -> list[str]:

@@ -363,3 +363,82 @@ def _f1(predicted: list[str], gold: list[str]) -> float:
     precision = common / len(predicted)
     recall = common / len(gold)
     return 2 * precision * recall / (precision + recall)
+
+
+def full_recall_at_k(qrels: QrelsMap, ranked_docs: Mapping[str, Sequence[str]], k: int | None) -> dict[str, float]:
+    """Per query, 1.0 when *all* its relevant documents are in its top ``k``, else 0.0.
+
+    A multi-hop question needs every one of its gold passages (HotpotQA's two supporting
+    paragraphs); recall@k gives half credit for one of two, full recall gives none. Ranked lists
+    are documents (pool chunks first, :func:`max_pool`); repeats count once.
+
+    Args:
+        qrels: query id -> doc id -> grade; grades <= 0 are not relevant.
+        ranked_docs: query id -> doc ids, best first (missing queries found nothing).
+        k: the cutoff; None takes the whole list (e.g. the evidence handed to a generator).
+
+    Returns:
+        query id -> 0.0 or 1.0 for every query with a relevant document, in qrels order.
+
+    Raises:
+        InputError: ``k`` is not a positive integer or None, or no query has a relevant document.
+    """
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+        raise InputError("k", f"must be a positive integer or None, got {k!r}")
+    judged = _judged(qrels)
+    out = {}
+    for qid, rels in judged.items():
+        top = list(ranked_docs.get(qid, ()))
+        head = set(top if k is None else top[:k])
+        out[qid] = float(set(rels) <= head)
+    return out
+
+
+def full_recall(qrels: QrelsMap, ranked_docs: Mapping[str, Sequence[str]], ks: Iterable[int]) -> dict[str, float]:
+    """Mean :func:`full_recall_at_k` at each cutoff, as ``{"full_recall@k": value}``."""
+    out = {}
+    for k in sorted({*ks}):
+        values = full_recall_at_k(qrels, ranked_docs, k)
+        out[f"full_recall@{k}"] = sum(values.values()) / len(values)
+    return out
+
+
+_HOTPOT_SPECIAL = ("yes", "no", "noanswer")
+
+
+def hotpot_exact_match(prediction: str, golds: Sequence[str]) -> float:
+    """HotpotQA's exact match (``hotpot_evaluate_v1.py``): normalised equality with any gold answer.
+
+    The normalisation is SQuAD's (:func:`normalize_answer`), which HotpotQA's script copies.
+
+    Raises:
+        InputError: ``golds`` is empty.
+    """
+    return exact_match(prediction, golds)
+
+
+def hotpot_f1(prediction: str, golds: Sequence[str]) -> float:
+    """HotpotQA's answer F1 (``hotpot_evaluate_v1.py``), the best over ``golds``.
+
+    As SQuAD's token F1, except that when either side normalises to ``yes``, ``no`` or
+    ``noanswer`` and the two differ, F1 is 0 (a "yes" never earns partial credit against
+    "no"), and that no common token (two empty answers included) scores 0.
+
+    Raises:
+        InputError: ``golds`` is empty.
+    """
+    if not golds:
+        raise InputError("golds", "at least one gold answer is needed")
+    predicted = normalize_answer(prediction)
+    best = 0.0
+    for gold in golds:
+        expected = normalize_answer(gold)
+        if (predicted in _HOTPOT_SPECIAL or expected in _HOTPOT_SPECIAL) and predicted != expected:
+            continue
+        p_tokens, g_tokens = predicted.split(), expected.split()
+        common = sum((Counter(p_tokens) & Counter(g_tokens)).values())
+        if common == 0:
+            continue
+        precision, recall = common / len(p_tokens), common / len(g_tokens)
+        best = max(best, 2 * precision * recall / (precision + recall))
+    return best

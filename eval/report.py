@@ -77,6 +77,7 @@ def write_retrieval_report(
         )
     if report.get("pooling"):
         sections.append(f"**Pooling:** {report['pooling']}")
+    sections += _full_recall_sections(report)
     sections += _latency_and_config(report)
 
     paths = [
@@ -123,6 +124,7 @@ def write_answer_report(out_dir: Path, report: Mapping[str, Any], rows: Iterable
         _table(["run", *ANSWER_METRICS], table_rows),
         "Exact match and F1 use the SQuAD v1.1 normaliser. Reference rows, when present, are readers given the "
         "gold paragraph, so they bound the answer step alone, not retrieval plus answering.",
+        *_planner_sections(report),
         *_latency_and_config(report),
     ]
 
@@ -136,6 +138,63 @@ def write_answer_report(out_dir: Path, report: Mapping[str, Any], rows: Iterable
         _write_text(out_dir / "report.md", "\n\n".join(sections) + "\n"),
         answers_path,
         _plot_answers(out_dir / "answer_metrics.png", report),
+    ]
+
+
+PLAN_ANSWER_METRICS: tuple[str, ...] = (
+    "exact_match", "f1", "hotpot_em", "hotpot_f1", "handed_full_recall", "hops_mean", "fallback_rate",
+)
+
+
+def _full_recall_sections(report: Mapping[str, Any]) -> list[str]:
+    """Full recall@k per stage, per query type, and per planner (collected and handed evidence)."""
+    sections: list[str] = []
+    full: Mapping[str, Mapping[str, float]] = report.get("full_recall") or {}
+    if full:
+        keys = sorted({k for m in full.values() for k in m}, key=lambda k: int(k.split("@")[1]))
+        sections += [
+            "## Full recall@k (all gold documents of a query in the top k)",
+            _table(["stage", *keys], [[stage, *(_fmt(m.get(k)) for k in keys)] for stage, m in full.items()]),
+        ]
+    for kind, block in (report.get("by_type") or {}).items():
+        stages = block["stages"]
+        keys = list(next(iter(stages.values())).keys()) if stages else []
+        sections += [
+            f"### Type `{kind}` ({block['queries']} queries)",
+            _table(["stage", *keys], [[stage, *(_fmt(m.get(k)) for k in keys)] for stage, m in stages.items()]),
+        ]
+    plans: Mapping[str, Mapping[str, Any]] = report.get("plans") or {}
+    if plans:
+        keys = [k for k in next(iter(plans.values())) if k.startswith(("collected_", "handed_"))]
+        rows = [[mode, "all", *(_fmt(m.get(k)) for k in keys), _fmt(m.get("hops_mean")), _fmt(m.get("fallback_rate"))]
+                for mode, m in plans.items()]
+        for mode, m in plans.items():
+            rows += [[mode, kind, *(_fmt(b.get(k)) for k in keys), "", ""] for kind, b in m.get("by_type", {}).items()]
+        sections += [
+            "## Planners: evidence collected (full recall@k of the steps' round-robin union) and handed to the generator",
+            _table(["planner", "type", *keys, "hops", "fallback"], rows),
+        ]
+    return sections
+
+
+def _planner_sections(report: Mapping[str, Any]) -> list[str]:
+    """The planners side by side, overall and per query type."""
+    modes: Mapping[str, Mapping[str, Any]] = report.get("planners") or {}
+    if not modes:
+        return []
+    rows = []
+    for mode, m in modes.items():
+        p50 = (m.get("latency_ms") or {}).get("total", {}).get("p50")
+        rows.append([mode, "all", *(_fmt(m.get(k)) for k in PLAN_ANSWER_METRICS), _fmt_ms(p50)])
+        for kind, b in (m.get("by_type") or {}).items():
+            rows.append([mode, kind, *(_fmt(b.get(k)) for k in PLAN_ANSWER_METRICS[:6]), "", ""])
+    return [
+        "## Planners",
+        _table(["planner", "type", *PLAN_ANSWER_METRICS, "total p50 ms"], rows),
+        (
+            "hotpot_em / hotpot_f1 follow HotpotQA's hotpot_evaluate_v1.py; handed_full_recall is the share of "
+            "questions with all gold documents among the sources handed to the generator."
+        ),
     ]
 
 

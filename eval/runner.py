@@ -12,6 +12,7 @@ document's best chunk (max pooling), then the top 100 documents are kept.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +27,17 @@ from eval.metrics import (
     coverage,
     evaluate_run,
     exact_match,
+    full_recall,
+    full_recall_at_k,
+    hotpot_exact_match,
+    hotpot_f1,
     max_pool,
     percentiles,
+    ranked,
     token_f1,
     write_trec_run,
 )
+from eval.plans import NEEDS_GENERATOR, PlanRecord, PlanRuns, parse_planners
 from eval.report import write_answer_report, write_retrieval_report
 from rag.config import Settings
 from rag.errors import GeneratorUnavailableError, InputError
@@ -115,6 +122,8 @@ def run_retrieval_eval(
     hard_negatives: Path | None = None,
     limit: int = 0,
     console: Console | None = None,
+    planners: Sequence[str] = (),
+    generator: Generator | None = None,
 ) -> dict[str, Any]:
     """Score bm25, dense, hybrid and (when a reranker loads) rerank rankings on a BEIR dataset.
 
@@ -133,6 +142,13 @@ def run_retrieval_eval(
     search; both plus fusion and loading chunk rows (hybrid); hybrid plus the
     cross-encoder (rerank).
 
+    Full recall@k (``full_recall``) is the share of queries with *all* their relevant documents
+    in a stage's top k, and ``by_type`` breaks nDCG, recall and full recall down by the
+    queries' ``metadata.type`` when they carry one (HotpotQA's bridge and comparison). With
+    ``planners``, each mode plans every query too (questions outer, modes inner) and
+    ``plans`` scores the evidence each plan collected and handed to the generator
+    (:mod:`eval.plans`); modes other than ``direct`` start the generator.
+
     Args:
         settings: service settings (data dir, models, retrieval settings).
         dataset: BEIR directory.
@@ -145,6 +161,9 @@ def run_retrieval_eval(
         hard_negatives: when set, write mined hard negatives there (JSONL).
         limit: evaluate only the first N queries (0: all).
         console: where the progress bar goes (None: no progress bar).
+        planners: planning modes to score side by side (``direct``, ``iterative``, ...).
+        generator: the chat client planners use; None uses ``generator.url``, or starts the
+            local llama.cpp server, when a mode other than ``direct`` is asked for.
 
     Returns:
         The report written to ``report.json`` plus ``recall_curves`` and ``out_dir``.
@@ -162,8 +181,10 @@ def run_retrieval_eval(
 
     stage = _StageRuns()
     mined: list[dict[str, Any]] = []
+    plans = PlanRuns(parse_planners(planners))
+    needs_generator: bool | Generator = (generator or True) if NEEDS_GENERATOR & set(plans.modes) else False
     # Query latency is reported, so queries run with the serving thread policy (rag.threads).
-    with open_runtime(for_queries(settings), generator=False, log=_quiet) as runtime:
+    with open_runtime(for_queries(settings), generator=needs_generator, log=_quiet) as runtime:
         pipeline = runtime.pipeline
         retriever = pipeline.retriever(name)
         reader = retriever.collection
@@ -203,6 +224,7 @@ def run_retrieval_eval(
                     stage.candidates[key][qid] = list(dict.fromkeys(docs[cid] for cid, _ in hits[:cover_n] if cid in docs))
                 if hard_negatives is not None:
                     mined.append(_hard_negatives(qid, text, data.qrels[qid], final))
+                plans.run(pipeline, name, qid, text, settings.retrieval.top_k)
                 bar.advance(task)
         config = {
             "embedding_model": pipeline.embedder.model_id,
@@ -220,6 +242,11 @@ def run_retrieval_eval(
             "coverage_unit": "documents of each stage's top N chunks",
             "collection": name,
         }
+        if plans.modes:
+            config["planners"] = plans.modes
+            config["planner"] = settings.planner.model_dump()
+            config["top_k"] = settings.retrieval.top_k
+            config["context_tokens"] = settings.generator.context_tokens
 
     active = [s for s in STAGES if stage.runs[s]]
     stages: dict[str, dict[str, float]] = {}
@@ -232,7 +259,9 @@ def run_retrieval_eval(
             "coverage": coverage(qrels, stage.candidates[key]),
         }
         curves[key] = {k: metrics[f"recall@{k}"] for k in sorted({*ks})}
-        write_trec_run(out / f"run.{key}.trec", stage.runs[key], f"rag-{key}")
+        write_trec_run(out / f"run.{key}.trec", _trec_ids(stage.runs[key]), f"rag-{key}")
+    full = {key: full_recall(qrels, _doc_lists(stage.runs[key]), ks) for key in active}
+    by_type = _by_type(qrels, data.types, {key: stage.runs[key] for key in active}, ks)
     report: dict[str, Any] = {
         "dataset": data.name,
         "split": split,
@@ -249,12 +278,61 @@ def run_retrieval_eval(
             "max over chunks: a document scores as its best chunk; top 100 documents per query."
         ),
     }
+    report["full_recall"] = full
+    if by_type:
+        report["by_type"] = by_type
+    if plans.modes:
+        report["plans"] = plans.report(qrels, data.types, ks)
+        report["plan_questions"] = {
+            qid: {mode: plans.records[mode][qid].as_json() for mode in plans.modes if qid in plans.records.get(mode, {})}
+            for qid in queries
+        }
     if ingest_summary is not None:
         report["ingest"] = ingest_summary
     write_retrieval_report(out, report, curves)
     if hard_negatives is not None:
         _write_jsonl(Path(hard_negatives), mined)
     return {**report, "recall_curves": curves, "out_dir": out}
+
+
+def _trec_ids(runs: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
+    """The run with whitespace in ids percent-encoded (``%20``, and ``%`` as ``%25``).
+
+    TREC run files separate fields by whitespace, and HotpotQA's corpus ids are Wikipedia titles
+    with spaces; ``urllib.parse.unquote`` gives the ids back.
+    """
+
+    def escape(text: str) -> str:
+        return re.sub(r"[%\s]", lambda m: f"%{ord(m.group()):02X}", text)
+
+    return {escape(qid): {escape(doc): score for doc, score in docs.items()} for qid, docs in runs.items()}
+
+
+def _doc_lists(runs: Mapping[str, Mapping[str, float]]) -> dict[str, list[str]]:
+    """Per query, its documents best first (ties by id, as everywhere in eval.metrics)."""
+    return {qid: [doc for doc, _ in ranked(scores)] for qid, scores in runs.items()}
+
+
+def _by_type(
+    qrels: Mapping[str, Mapping[str, int]], types: Mapping[str, str], runs: Mapping[str, Mapping[str, Mapping[str, float]]],
+    ks: Sequence[int],
+) -> dict[str, dict[str, Any]]:
+    """Per query type: how many queries, and per stage nDCG@10, recall@k and full recall@k."""
+    out: dict[str, dict[str, Any]] = {}
+    for kind in sorted({types[q] for q in qrels if q in types}):
+        sub = {q: r for q, r in qrels.items() if types.get(q) == kind}
+        if not any(g > 0 for rels in sub.values() for g in rels.values()):
+            continue
+        stages = {}
+        for key, run in runs.items():
+            metrics = evaluate_run(sub, run, ks)
+            stages[key] = {
+                "ndcg@10": metrics["ndcg@10"],
+                **{f"recall@{k}": metrics[f"recall@{k}"] for k in sorted({*ks})},
+                **full_recall(sub, _doc_lists(run), ks),
+            }
+        out[kind] = {"queries": len(sub), "stages": stages}
+    return out
 
 
 def _rerank_order(reranker: Any) -> str:
@@ -323,6 +401,7 @@ def run_answer_eval(
     out_dir: Path | None = None,
     console: Console | None = None,
     generator: Generator | None = None,
+    planners: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Answer each question through the ``/v1/ask`` code path and score the answers.
 
@@ -338,6 +417,16 @@ def run_answer_eval(
       document is a gold document of the question.
     * ``citation_recall``: share of questions whose gold document is cited.
     * ``abstention_rate``: share of questions abstained on.
+    * ``hotpot_em``, ``hotpot_f1``: HotpotQA's answer scores (``hotpot_evaluate_v1.py``: the
+      same normaliser, but yes/no answers earn no partial credit).
+    * ``handed_full_recall``: share of questions whose gold documents were *all* among the
+      sources handed to the generator; ``hops_mean``, ``fallback_rate`` (plans whose planning
+      call failed), ``latency_ms`` per stage (``plan`` is the planner's generator calls), and
+      ``by_type`` (EM, F1 and handed full recall per query ``metadata.type``).
+
+    With ``planners``, every question is answered once per mode (questions outer, modes inner,
+    so the modes share the machine's load alike); ``planners`` in the report holds each mode's
+    metrics, and the top-level metrics are the first mode's.
 
     A question whose generator call fails (e.g. times out) is listed under
     ``errors`` and left out of every metric; more than max(3, 10 %) such
@@ -353,6 +442,7 @@ def run_answer_eval(
         console: where the progress bar goes.
         generator: a chat client to use; None uses ``generator.url``, or starts
             the local llama.cpp server when that is empty.
+        planners: planning modes to compare (default: the configured ``RAG_PLANNER__MODE``).
 
     Returns:
         The report written to ``report.json`` plus ``out_dir``.
@@ -369,24 +459,27 @@ def run_answer_eval(
     questions = _limited({qid: q for qid, q in data.queries.items() if qid in data.answers}, limit)
     ingest_summary = _prepare(settings, data, name, ingest, console)
 
+    modes = parse_planners(planners) or [settings.planner.mode]
     rows: list[dict[str, Any]] = []
     errors: list[dict[str, str]] = []
     with open_runtime(for_queries(settings), generator=generator or True, log=_quiet) as runtime:
         pipeline = runtime.pipeline
         with _progress(console, f"answers {data.name}") as bar:
-            task = bar.add_task("questions", total=len(questions))
+            task = bar.add_task("questions", total=len(questions) * len(modes))
             for qid, question in questions.items():
-                try:
-                    answer = pipeline.ask(name, question)
-                except GeneratorUnavailableError as exc:
-                    # One timed-out question must not throw away the others; it is counted apart.
-                    errors.append({"id": qid, "question": question, "error": str(exc)})
-                    if len(errors) > max(3, len(questions) // 10):
-                        raise
-                else:
-                    gold_docs = {doc for doc, grade in data.qrels[qid].items() if grade > 0}
-                    rows.append(_answer_row(qid, question, data.answers[qid], gold_docs, answer))
-                bar.advance(task)
+                gold_docs = {doc for doc, grade in data.qrels[qid].items() if grade > 0}
+                for mode in modes:
+                    try:
+                        answer = pipeline.ask(name, question, planner=mode)
+                    except GeneratorUnavailableError as exc:
+                        # One timed-out question must not throw away the others; it is counted apart.
+                        errors.append({"id": qid, "question": question, "planner": mode, "error": str(exc)})
+                        if len(errors) > max(3, len(questions) * len(modes) // 10):
+                            raise
+                    else:
+                        row = _answer_row(qid, question, data.answers[qid], gold_docs, answer)
+                        rows.append({**row, "planner": mode, "type": data.types.get(qid)})
+                    bar.advance(task)
         config = {
             **{k: v for k, v in pipeline.pipeline_info().items() if k != "rerank_detail"},
             "top_k": settings.retrieval.top_k,
@@ -395,12 +488,18 @@ def run_answer_eval(
             "temperature": settings.generator.temperature,
             "collection": name,
             "short_answer": "answer sentence minus words that restate the question (rag.verify.spans.new_information)",
+            "planners": modes,
+            "planner": settings.planner.model_dump(),
         }
 
     if not rows:
         raise GeneratorUnavailableError(f"no question was answered: {errors[0]['error'] if errors else 'none asked'}")
+    by_mode = {mode: [r for r in rows if r["planner"] == mode] for mode in modes}
+    metrics = {mode: _answer_metrics(mode_rows) for mode, mode_rows in by_mode.items() if mode_rows}
+    first = next(iter(metrics.values()))
     report = {
-        **_answer_metrics(rows), "dataset": data.name, "queries": len(rows), "errors": errors, "config": config,
+        **first, "dataset": data.name, "queries": len(by_mode[modes[0]]), "errors": errors, "config": config,
+        "planners": metrics,
     }
     if ingest_summary is not None:
         report["ingest"] = ingest_summary
@@ -410,6 +509,9 @@ def run_answer_eval(
 
 def _answer_row(qid: str, question: str, golds: list[str], gold_docs: set[str], answer: Answer) -> dict[str, Any]:
     prediction = "" if answer.abstained else strip_citations(answer.answer)
+    plan: dict[str, Any] = PlanRecord.of(answer.plan, answer.evidence, answer.timings.total).as_json() if answer.plan else {
+        "handed": [e.chunk.external_id for e in answer.evidence], "hops": 1, "fallback": "", "mode": "direct",
+    }
     short = "" if answer.abstained else short_answer(question, prediction)
     cited = [c.chunk.external_id for c in answer.citations]
     return {
@@ -433,6 +535,11 @@ def _answer_row(qid: str, question: str, golds: list[str], gold_docs: set[str], 
         "cited": len(cited),
         "gold_cited": bool(gold_docs.intersection(cited)),
         "timings": answer.timings.as_dict(),
+        "hotpot_em": hotpot_exact_match(prediction, golds),
+        "hotpot_f1": hotpot_f1(prediction, golds),
+        "handed_full": full_recall_at_k({qid: dict.fromkeys(gold_docs, 1)}, {qid: plan["handed"]}, None)[qid]
+        if gold_docs else None,
+        "plan": plan,
     }
 
 
@@ -454,4 +561,36 @@ def _answer_metrics(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "citation_recall": _mean([float(r["gold_cited"]) for r in rows]),
         "abstention_rate": _mean([float(r["abstained"]) for r in rows]),
         "latency_ms": {s: percentiles([r["timings"].get(s, 0.0) for r in rows]) for s in stages},
+        **_plan_answer_metrics(rows),
+    }
+
+
+def _plan_answer_metrics(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """HotpotQA EM/F1, handed full recall, hops, fallbacks and modes run, overall and per query type."""
+
+    def block(sub: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        recall = [r["handed_full"] for r in sub if r.get("handed_full") is not None]
+        return {
+            "questions": len(sub),
+            "exact_match": _mean([r["em"] for r in sub]),
+            "f1": _mean([r["f1"] for r in sub]),
+            "hotpot_em": _mean([r["hotpot_em"] for r in sub]),
+            "hotpot_f1": _mean([r["hotpot_f1"] for r in sub]),
+            "handed_full_recall": _mean(recall),
+            "hops_mean": _mean([float(r["plan"]["hops"]) for r in sub]),
+        }
+
+    overall = block(rows)
+    kinds = sorted({r["type"] for r in rows if r.get("type")})
+    modes_run: dict[str, int] = {}
+    for r in rows:
+        modes_run[r["plan"]["mode"]] = modes_run.get(r["plan"]["mode"], 0) + 1
+    return {
+        "hotpot_em": overall["hotpot_em"],
+        "hotpot_f1": overall["hotpot_f1"],
+        "handed_full_recall": overall["handed_full_recall"],
+        "hops_mean": overall["hops_mean"],
+        "fallback_rate": _mean([float(bool(r["plan"]["fallback"])) for r in rows]),
+        "modes_run": modes_run,
+        "by_type": {kind: block([r for r in rows if r.get("type") == kind]) for kind in kinds},
     }

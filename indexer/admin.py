@@ -217,27 +217,60 @@ def collection_stats(settings: Settings, store: Store, name: str) -> dict[str, A
             "documents": counts["documents"], "chunks": counts["chunks"], "vectors": 0, "tombstones": 0,
             "lexical_docs": 0, "index_type": None, "bytes": 0,
         }
-    import numpy as np
-
-    from rag.index.collection import bytes_on_disk, collection_dir, open_lexical
-    from rag.index.writer import open_dense
+    from rag.index.collection import bytes_on_disk, collection_dir
 
     model, dim = _model(settings, info)
     directory = collection_dir(settings, info.name)
-    dense = open_dense(settings, store, info, directory, model, dim)
-    lexical = open_lexical(settings, directory)
-    hidden = store.hidden_chunk_ids(info.id)
-    dense_ids = dense.ids()
+    # Pending or deleted documents may leave tombstones in the indexes: count them from the ids.
+    recorded = None if counts["pending"] or counts["deleted"] else _recorded_counts(directory)
+    if recorded is not None:
+        vectors, kind, lexical_docs, tombstones = *recorded, 0
+    else:
+        import numpy as np
+
+        from rag.index.collection import open_lexical
+        from rag.index.writer import open_dense
+
+        hidden = store.hidden_chunk_ids(info.id)
+        dense = open_dense(settings, store, info, directory, model, dim)
+        vectors, kind = int(dense.ntotal), dense.kind
+        lexical_docs = int(open_lexical(settings, directory).count())
+        tombstones = int(np.isin(dense.ids(), hidden).sum()) if len(hidden) else 0
     return {
         "documents": counts["documents"],
         "chunks": counts["chunks"],
-        "vectors": int(dense.ntotal),
-        "tombstones": int(np.isin(dense_ids, hidden).sum()) if len(hidden) else 0,
-        "lexical_docs": int(lexical.count()),
-        "index_type": dense.kind,
+        "vectors": vectors,
+        "tombstones": tombstones,
+        "lexical_docs": lexical_docs,
+        "index_type": kind,
         "bytes": int(bytes_on_disk(directory)),
         "embedding_model": model,
     }
+
+
+def _recorded_counts(directory: Path) -> tuple[int, str, int] | None:
+    """Vectors, index kind and BM25 entries as the index files' own metadata records them.
+
+    FAISS's manifest (written by :class:`rag.index.dense.DenseIndex` with each save) holds the
+    vector count and kind; tantivy's ``meta.json`` lists its segments with their document and
+    deletion counts. Reading the two small JSON files spares ``rag stats`` importing FAISS and
+    tantivy and loading the indexes. None when either is missing or not as expected (the caller
+    then opens the indexes).
+    """
+    import json
+
+    try:
+        manifest = json.loads((directory / "dense" / "dense.manifest.json").read_text())
+        meta = json.loads((directory / "lexical" / "meta.json").read_text())
+        if not (directory / "dense" / str(manifest["file"])).is_file():
+            return None
+        lexical = 0
+        for segment in meta["segments"]:
+            deleted = (segment.get("deletes") or {}).get("num_deleted_docs", 0)
+            lexical += int(segment["max_doc"]) - int(deleted)
+        return int(manifest["ntotal"]), str(manifest["kind"]), lexical
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def compact(settings: Settings, store: Store, name: str) -> dict[str, int]:

@@ -40,6 +40,10 @@ FILE_METADATA_KEYS = ("path", "format", "modified")
 _KEPT_SETTINGS_KEYS = 8  # earlier chunking settings remembered, to tell "rechunked" from "updated"
 
 
+CHUNK_FORMAT = 2
+"""Version of what a stored chunk holds; raising it re-processes every document on its next ingest."""
+
+
 def chunking_key(chunking: ChunkingConfig, model_id: str, max_seq_length: int) -> str:
     """The settings that shape a document's chunks and vectors, as canonical JSON.
 
@@ -57,6 +61,8 @@ def chunking_key(chunking: ChunkingConfig, model_id: str, max_seq_length: int) -
             "overlap": chunking.overlap,
             "embedding_model": model_id,
             "max_seq_length": max_seq_length,
+            # 2: chunks record the sections inside them (migration 0002); older ones are re-chunked.
+            "chunk_format": CHUNK_FORMAT,
         },
         sort_keys=True,
     )

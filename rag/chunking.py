@@ -140,7 +140,7 @@ class Chunker:
         if n == 0:
             # Nothing the tokenizer keeps (e.g. only control characters): one
             # chunk still covers it so no character is lost.
-            return [ChunkDraft(0, text, 0, len(text), 0, sections.at(0))]
+            return [ChunkDraft(0, text, 0, len(text), 0, sections.at(0), sections.within(0, len(text)))]
 
         starts = [s for s, _ in offsets]
         words = enc.word_ids
@@ -162,6 +162,7 @@ class Chunker:
                     char_end=char_end,
                     token_count=j - i,
                     section=sections.at(char_start),
+                    sections=sections.within(char_start, char_end),
                 )
             )
         return drafts
@@ -253,3 +254,14 @@ class _Sections:
         """Heading path of the last section starting at or before ``char``, or ""."""
         k = bisect_right(self._starts, char) - 1
         return self._paths[k] if k >= 0 else ""
+
+    def within(self, start: int, end: int) -> tuple[tuple[int, str], ...]:
+        """The sections covering ``start`` or starting before ``end``, offsets relative to ``start``."""
+        if not self._starts:
+            return ()
+        found = [(0, self.at(start))] if self._starts[0] <= start else []
+        k = bisect_right(self._starts, start)
+        while k < len(self._starts) and self._starts[k] < end:
+            found.append((self._starts[k] - start, self._paths[k]))
+            k += 1
+        return tuple(found)

@@ -156,6 +156,34 @@ class GeneratorConfig(_Section):
     local_n_ctx: int = Field(4096, ge=512)
     local_threads: int = Field(0, ge=0, description="0: all cores")
     local_start_timeout_s: float = Field(120.0, gt=0)
+    structured_output: Literal["auto", "json_schema", "json_object"] = Field(
+        "auto",
+        description="how a JSON schema is sent for planning calls: json_schema is OpenAI's and vLLM's "
+        "response_format; json_object is llama-cpp-python's ({'type': 'json_object', 'schema': ...}); auto "
+        "picks json_object when the server's /v1/models says owned_by 'me' (llama-cpp-python), else json_schema",
+    )
+
+
+class PlannerConfig(_Section):
+    """Query planning: which retrievals a question gets before it is answered."""
+
+    mode: Literal["auto", "direct", "iterative", "decompose"] = Field(
+        "auto",
+        description="direct: one retrieval of the question; iterative: retrieve, let the generator name what is "
+        "missing, retrieve again (up to max_hops); decompose: one retrieval per sub-question; auto: direct unless "
+        "the question reads as multi-hop or a comparison (rules, no generator call)",
+    )
+    max_hops: int = Field(3, ge=1, le=8, description="retrievals per plan at most, the question's own included")
+    max_prompt_tokens: int = Field(
+        4000, ge=0, description="prompt tokens all planning calls of one question may use (rewrite included)"
+    )
+    max_wall_s: float = Field(
+        30.0, gt=0, description="seconds of planning per question; when spent, the answer uses what was found"
+    )
+    max_sub_questions: int = Field(3, ge=1, le=6, description="sub-questions of a decomposition at most")
+    passages: int = Field(3, ge=1, le=10, description="passages the iterative check reads: the top of all steps so far, round-robin")
+    passage_tokens: int = Field(80, ge=16, le=1000, description="tokens of each passage shown to the planning call")
+    history_turns: int = Field(4, ge=1, le=20, description="earlier turns shown to the follow-up rewrite")
 
 
 class VerifierConfig(_Section):
@@ -219,6 +247,7 @@ class Settings(BaseSettings):
     retrieval: RetrievalConfig = RetrievalConfig()
     reranker: Annotated[RerankerConfig, NoDecode] = RerankerConfig()
     generator: GeneratorConfig = GeneratorConfig()
+    planner: PlannerConfig = PlannerConfig()
     verifier: VerifierConfig = VerifierConfig()
     api: ApiConfig = ApiConfig()
     ingest: IngestConfig = IngestConfig()

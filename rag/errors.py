@@ -70,3 +70,10 @@ class IndexMismatchError(RagError):
 
 class GeneratorUnavailableError(RagError):
     """The OpenAI-compatible generator is down, timed out or refused the request."""
+
+
+class StructuredOutputError(RagError):
+    """A reply that had to follow a JSON schema did not parse or did not match it.
+
+    Planners catch it and fall back to one retrieval of the question; it never reaches a user.
+    """

@@ -13,7 +13,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
 from rag.types import (
@@ -23,6 +23,8 @@ from rag.types import (
     FusedHit,
     Generation,
     Hit,
+    JsonDict,
+    JsonReply,
     LoadFailure,
     Plan,
     Query,
@@ -30,6 +32,7 @@ from rag.types import (
     ScoredChunk,
     Stopwatch,
     StreamDelta,
+    Timings,
     Verification,
 )
 
@@ -118,16 +121,41 @@ class Verifier(Protocol):
         ...
 
 
+StepSearch = Callable[[str], "tuple[Sequence[ScoredChunk], Timings]"]
+"""One retrieval for a planner: ``search(query) -> (chunks best first, timings)``.
+
+The answerer binds the collection, ``top_k`` and filters; a planner never reaches the indexes
+any other way.
+"""
+
+
 @runtime_checkable
 class Planner(Protocol):
-    """Plans the retrievals for a question: ``plan(question) -> Plan``.
+    """Plans and runs the retrievals for a question: ``plan(question, search) -> Plan``.
 
-    The default plans one retrieval of the question's own text; multi-hop and conversational
-    planners return several steps or a rewritten query.
+    The default runs one retrieval of the question's own text. Others run several: hops chosen
+    from the evidence so far (iterative), or one per sub-question (decompose). Every step
+    records what it found, so the answerer can pack the union and cite each source's step.
+    A planner never raises for a planning reply that does not parse: it falls back to the
+    question's own retrieval and says why in :attr:`Plan.fallback`.
     """
 
-    def plan(self, question: str) -> Plan:
-        """The retrieval steps for ``question``."""
+    mode: str
+
+    def plan(self, question: str, search: StepSearch) -> Plan:
+        """The steps for ``question``, each already searched with ``search``."""
+        ...
+
+
+@runtime_checkable
+class StructuredGenerator(Protocol):
+    """A generator that can answer in JSON constrained by a schema (the planners' calls)."""
+
+    def generate_json(
+        self, messages: list[dict[str, str]], schema: JsonDict, max_tokens: int, *, name: str = "reply",
+        timeout_s: float | None = None,
+    ) -> JsonReply:
+        """The parsed reply; raises :class:`rag.errors.StructuredOutputError` when it does not match."""
         ...
 
 

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rag.answering import Answerer, AskEvent, DirectPlanner, Found
+from rag.answering import Answerer, AskEvent, Found
 from rag.config import Settings
 from rag.embedding import Embedder
 from rag.errors import InputError
 from rag.index.reader import CollectionReader
 from rag.index.store import Store
 from rag.interfaces import Generator, Planner, Reranker
+from rag.planning import ConversationRewriter, build_planners
 from rag.retrieval.hybrid import HybridRetriever, RetrievalResult
-from rag.types import Answer, Filters, ScoredChunk, Timings
+from rag.types import Answer, Evidence, Filters, Plan, ScoredChunk, Timings, Turn
 from rag.verify.support import HybridSupportScorer
 from rag.verify.verifier import Verifier
 
@@ -63,7 +64,8 @@ class RagPipeline:
         reranker: a loaded reranker, or None.
         reranker_status: why the reranker is on or off.
         generator: the chat-completions client, or None (``/v1/search`` still works).
-        planner: chooses the retrievals of a question (default: one retrieval of the question).
+        planner: the default planner (default: the one of ``RAG_PLANNER__MODE``); a request may
+            still ask for another mode by name.
 
     Example:
         >>> with open_runtime(settings) as runtime:  # doctest: +SKIP
@@ -87,8 +89,16 @@ class RagPipeline:
         self.reranker_status = reranker_status or ComponentStatus(reranker is not None)
         self.generator = generator
         self.verifier = Verifier(settings.verifier, HybridSupportScorer(embedder.embed_documents))
+        self.planners = build_planners(settings.planner, generator, self._count_tokens)
         self.answerer = Answerer(
-            settings, self._found, generator, self.verifier, planner or DirectPlanner(), self._count_tokens
+            settings,
+            self._found,
+            generator,
+            self.verifier,
+            planner or self.planners[settings.planner.mode],
+            self._count_tokens,
+            planners=self.planners,
+            rewriter=ConversationRewriter(settings.planner, generator, self._count_tokens),
         )
         self._readers: dict[str, CollectionReader] = {}
         self._lock = threading.Lock()
@@ -188,9 +198,12 @@ class RagPipeline:
         top_k: int | None = None,
         filters: Filters | None = None,
         strict: bool | None = None,
+        *,
+        history: Sequence[Turn] = (),
+        planner: str | None = None,
     ) -> Answer:
         """Answer a question with checked citations (see :meth:`rag.answering.Answerer.ask`)."""
-        return self.answerer.ask(collection, question, top_k, filters, strict)
+        return self.answerer.ask(collection, question, top_k, filters, strict, history=history, planner=planner)
 
     def ask_events(
         self,
@@ -199,6 +212,24 @@ class RagPipeline:
         top_k: int | None = None,
         filters: Filters | None = None,
         strict: bool | None = None,
+        *,
+        history: Sequence[Turn] = (),
+        planner: str | None = None,
     ) -> Iterator[AskEvent]:
         """The answer as typed events (see :meth:`rag.answering.Answerer.ask_events`)."""
-        return self.answerer.ask_events(collection, question, top_k, filters, strict)
+        return self.answerer.ask_events(
+            collection, question, top_k, filters, strict, history=history, planner=planner
+        )
+
+    def evidence(
+        self,
+        collection: str,
+        question: str,
+        top_k: int | None = None,
+        filters: Filters | None = None,
+        *,
+        history: Sequence[Turn] = (),
+        planner: str | None = None,
+    ) -> tuple[Plan, tuple[Evidence, ...]]:
+        """The plan and the sources an answer would be given (see :meth:`rag.answering.Answerer.evidence`)."""
+        return self.answerer.evidence(collection, question, top_k, filters, history=history, planner=planner)

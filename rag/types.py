@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -13,6 +14,8 @@ JsonDict = dict[str, Any]
 ABSTAIN_TEXT = "I don't know based on the provided sources."
 """The exact answer the generator is told to give when its sources lack the answer."""
 
+
+_PAGE = re.compile(r"page (\d+)", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class Document:
@@ -46,6 +49,9 @@ class ChunkDraft:
         char_end: end offset (exclusive).
         token_count: tokens of ``text`` under the embedding model's tokenizer.
         section: heading path of the section where the chunk starts, or "".
+        sections: every section that starts inside the chunk or covers its start, as
+            ``(offset into text, heading path)`` in order, the first at offset 0 (empty when
+            the document has no sections).
     """
 
     ordinal: int
@@ -54,11 +60,17 @@ class ChunkDraft:
     char_end: int
     token_count: int
     section: str = ""
+    sections: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass(frozen=True)
 class Chunk:
-    """A stored chunk with the facts of its document that results need."""
+    """A stored chunk with the facts of its document that results need.
+
+    ``section`` is the heading path where the chunk starts; ``sections`` lists the sections
+    inside it as ``(offset into text, heading path)`` (see :class:`ChunkDraft`), so that a
+    sentence of the chunk can be placed under its own heading (:meth:`section_at`).
+    """
 
     chunk_id: int
     document_id: int
@@ -72,6 +84,36 @@ class Chunk:
     char_end: int
     text: str
     metadata: JsonDict = field(default_factory=dict)
+    sections: tuple[tuple[int, str], ...] = ()
+
+    def section_at(self, offset: int) -> str:
+        """Heading path of the section holding ``text[offset]``: the last one starting at or before it.
+
+        Example:
+            >>> c = Chunk(1, 1, "c", "a.md", "a.md", "", "Guide", 0, 0, 30, "x" * 30, sections=((0, "Guide"), (12, "Guide > Pets")))
+            >>> c.section_at(3), c.section_at(12)
+            ('Guide', 'Guide > Pets')
+        """
+        found = self.section
+        for start, path in self.sections:
+            if start > offset:
+                break
+            found = path
+        return found
+
+
+def page_of(section: str) -> int | None:
+    """The page number a heading path names (``"page 2"``, as PDF sections are), else None.
+
+    Example:
+        >>> page_of("page 2"), page_of("Guide > Pets")
+        (2, None)
+    """
+    for part in reversed(section.split(" > ")):
+        m = _PAGE.fullmatch(part.strip())
+        if m:
+            return int(m.group(1))
+    return None
 
 
 Stage = Literal["bm25", "dense", "fused", "rerank"]
@@ -130,9 +172,12 @@ class Timings:
     """Milliseconds per stage of one search or answer.
 
     ``fuse`` covers resolving filters, fusion and loading the fused chunks' rows; ``dense`` is the
-    vector search alone (``embed`` is the query's embedding). ``total`` is wall time of the whole call.
+    vector search alone (``embed`` is the query's embedding). ``plan`` is the planner's generator calls
+    (rewriting a follow-up, choosing the next hop, splitting a question). ``total`` is wall time of the
+    whole call.
     """
 
+    plan: float = 0.0
     embed: float = 0.0
     bm25: float = 0.0
     dense: float = 0.0
@@ -160,7 +205,7 @@ class Timings:
         return {k: round(getattr(self, k), digits) for k in STAGE_NAMES}
 
 
-STAGE_NAMES: tuple[str, ...] = ("embed", "bm25", "dense", "fuse", "rerank", "generate", "verify", "total")
+STAGE_NAMES: tuple[str, ...] = ("plan", "embed", "bm25", "dense", "fuse", "rerank", "generate", "verify", "total")
 """The stages of :class:`Timings`, in pipeline order."""
 
 
@@ -183,23 +228,101 @@ class Usage:
 
 @dataclass(frozen=True)
 class PlanStep:
-    """One retrieval of a plan.
+    """One retrieval of a plan, with what it found and what the planner spent after it.
 
     Attributes:
         query: the text searched.
-        purpose: why the planner chose it (``question`` for the question itself).
+        purpose: why the planner chose it: ``question`` (the question itself), ``hop`` (a query
+            for what the evidence so far lacks) or ``sub-question`` (one part of a split question).
+        found: the chunks the search returned, best first.
+        timings: the search's stages, plus ``plan``: the planning call made after this step
+            (the iterative planner's check of the evidence so far; a decomposition's split is
+            counted on the question's own step).
+        usage: that planning call's tokens.
+        decision: what that call decided, in a few words (``enough``, ``next: <query>``,
+            ``split into 2``); empty when no call followed the step.
     """
 
     query: str
     purpose: str = "question"
+    found: tuple[ScoredChunk, ...] = ()
+    timings: Timings = field(default_factory=Timings)
+    usage: Usage = field(default_factory=Usage)
+    decision: str = ""
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One earlier exchange of a conversation: the user's question and the answer it got."""
+
+    question: str
+    answer: str = ""
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    """A follow-up question rewritten into one that stands alone.
+
+    Attributes:
+        original: the follow-up as the user wrote it.
+        question: the standalone question that was searched and answered.
+        usage: tokens of the rewriting call.
+        ms: its wall time.
+        fallback: why the original was kept instead (the call failed or its reply did not
+            parse); empty when the rewrite was used.
+    """
+
+    original: str
+    question: str
+    usage: Usage = field(default_factory=Usage)
+    ms: float = 0.0
+    fallback: str = ""
 
 
 @dataclass(frozen=True)
 class Plan:
-    """The retrievals a planner chose for a question, in order."""
+    """The retrievals a planner ran for a question, in order.
+
+    Attributes:
+        steps: the retrievals, the question's own first.
+        mode: the mode that ran: ``direct``, ``iterative`` or ``decompose`` (``direct`` after a
+            fallback).
+        requested: the mode asked for (``auto`` included); equal to ``mode`` unless auto chose
+            or a failed planning call fell back.
+        stop: why planning stopped (``enough``, ``max_hops``, ``no new query``, ``prompt token
+            budget``, ``wall time budget``, ``single-hop``, ...).
+        fallback: why a planning call failed (its reply did not parse, or the call itself
+            failed); empty when none did.
+        rewrite: how a follow-up was made standalone, or None for a first question.
+    """
 
     steps: tuple[PlanStep, ...]
     mode: str = "direct"
+    requested: str = ""
+    stop: str = ""
+    fallback: str = ""
+    rewrite: Rewrite | None = None
+
+    @property
+    def question(self) -> str:
+        """The question searched first and answered (the rewrite of a follow-up)."""
+        return self.steps[0].query if self.steps else ""
+
+    @property
+    def usage(self) -> Usage:
+        """Tokens of every planning call, the rewrite included."""
+        total = self.rewrite.usage if self.rewrite else Usage()
+        for step in self.steps:
+            total = total.plus(step.usage)
+        return total
+
+    @property
+    def timings(self) -> Timings:
+        """Every step's stages added up, plus the rewrite's time under ``plan``."""
+        total = Timings(plan=self.rewrite.ms if self.rewrite else 0.0)
+        for step in self.steps:
+            total = total.plus(step.timings)
+        return total.with_(total=0.0)
 
 
 @dataclass(frozen=True)
@@ -304,6 +427,23 @@ class LoadFailure:
 
 
 @dataclass(frozen=True)
+class CitedSpan:
+    """The part of a cited chunk that backs a claim.
+
+    Attributes:
+        start: offset into the chunk's text.
+        end: end offset (exclusive) into the chunk's text.
+        section: heading path of the section holding the span's start.
+        page: the page it is on, when the document has pages (PDF), else None.
+    """
+
+    start: int
+    end: int
+    section: str
+    page: int | None = None
+
+
+@dataclass(frozen=True)
 class Citation:
     """A numbered source used in an answer.
 
@@ -311,11 +451,14 @@ class Citation:
         n: the source number shown to the model, 1-based.
         chunk: the cited chunk.
         kind: ``generated`` when the model wrote it, ``attributed`` when the verifier added it.
+        spans: the sentences of the chunk that back the answer's claims citing it, in chunk
+            order without repeats (empty when the verifier gave none).
     """
 
     n: int
     chunk: Chunk
     kind: Literal["generated", "attributed"] = "generated"
+    spans: tuple[CitedSpan, ...] = ()
 
 
 Verdict = Literal["supported", "unsupported", "uncited"]
@@ -323,13 +466,24 @@ Verdict = Literal["supported", "unsupported", "uncited"]
 
 @dataclass(frozen=True)
 class Claim:
-    """One sentence of an answer with its citations and verdict."""
+    """One sentence of an answer with its citations and verdict.
+
+    Attributes:
+        text: the sentence, markers removed.
+        citations: the valid source numbers it cites (or the one attributed to it).
+        verdict: see :class:`rag.verify.verifier.Verifier`.
+        score: the best support score among its citations.
+        kinds: per citation, ``generated`` or ``attributed``.
+        spans: per citation, the ``(start, end)`` offsets inside that source's chunk text of
+            the sentence(s) that back the claim best; empty when unknown.
+    """
 
     text: str
     citations: tuple[int, ...]
     verdict: Verdict
     score: float
     kinds: tuple[str, ...] = ()
+    spans: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -354,6 +508,20 @@ class Generation:
 
 
 @dataclass(frozen=True)
+class JsonReply:
+    """A reply constrained to a JSON schema, parsed and checked against it, with token usage."""
+
+    data: JsonDict
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def usage(self) -> Usage:
+        """The call's tokens."""
+        return Usage(self.prompt_tokens, self.completion_tokens)
+
+
+@dataclass(frozen=True)
 class StreamDelta:
     """One piece of a streamed completion; the last one carries usage."""
 
@@ -365,7 +533,13 @@ class StreamDelta:
 
 @dataclass(frozen=True)
 class Answer:
-    """What ``/v1/ask`` returns, as a domain object."""
+    """What ``/v1/ask`` returns, as a domain object.
+
+    ``usage`` counts every generator token the answer cost, its plan's calls included (the plan
+    has them per step). ``sources`` are all chunks the plan's steps retrieved, and ``evidence``
+    the ones handed to the generator: ``evidence[i]`` is source ``[i + 1]``, with the step and
+    query that found it.
+    """
 
     answer: str
     citations: tuple[Citation, ...]
@@ -378,6 +552,7 @@ class Answer:
     sources: tuple[ScoredChunk, ...] = ()
     plan: Plan | None = None
     invalid_citations: tuple[int, ...] = ()
+    evidence: tuple[Evidence, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -188,3 +188,23 @@ def test_output_that_is_not_a_terminal_is_not_wrapped(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert len(lines) == 1 and len(lines[0]) > 80 and lines[0].endswith("0.0 MB")
+
+
+def test_stats_of_a_filled_collection_read_the_index_metadata_only(tmp_path: Path) -> None:
+    """``rag stats`` counts from FAISS's manifest and tantivy's meta.json: no index module is imported."""
+    env = {**os.environ, "RAG_DATA_DIR": str(tmp_path / "data")}
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "a.md").write_text("# Owls\n\nOwls hunt at night.\n")
+    (tmp_path / "c" / "b.md").write_text("# Bats\n\nBats sleep by day.\n")
+    rag = [sys.executable, "-m", "cli.main"]
+    done = subprocess.run([*rag, "ingest", str(tmp_path / "c"), "-c", "z", "--create"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert not _imported(["stats"], env) & {"faiss", "tantivy", "numpy", "torch"}
+    proc = subprocess.run([*rag, "stats", "--json"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    stats = json.loads(proc.stdout)["collections"]["z"]
+    assert (stats["documents"], stats["vectors"], stats["lexical_docs"], stats["tombstones"]) == (2, 2, 2, 0)
+    gone = subprocess.run([*rag, "delete", "-c", "z", "--id", str(tmp_path / "c" / "b.md")], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert gone.returncode == 0, gone.stderr
+    proc = subprocess.run([*rag, "stats", "--json"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    stats = json.loads(proc.stdout)["collections"]["z"]
+    assert stats["documents"] == 1 and stats["vectors"] - stats["tombstones"] == 1

@@ -1,7 +1,11 @@
 """``/v1/chat/completions``: OpenAI-compatible; ``model`` names the collection.
 
-The last user message is the question. Citations and verification travel in the extra ``rag``
-field of the response, and of the final chunk when streaming.
+The whole message list is the conversation: the last user message is the question, and the
+user and assistant messages before it are its history. A follow-up is rewritten into a
+standalone question before retrieval (the rewrite is in ``rag.plan.rewrite``); the first
+question of a conversation is searched as asked. System messages are not instructions to the
+answerer: its own system prompt holds. Citations, verification and the plan travel in the
+extra ``rag`` field of the response, and of the final chunk when streaming.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from api.schemas import (
     ChatCompletionRequest,
     ChatCompletionResponse,
     ChatDelta,
+    ChatMessage,
     ChatStreamError,
     ChatUsage,
     ErrorBody,
@@ -35,23 +40,36 @@ from rag.answering import AnswerEvent, AskEvent, TokenEvent
 from rag.config import Settings
 from rag.errors import RagError
 from rag.pipeline import RagPipeline
-from rag.types import Answer
+from rag.types import Answer, Turn
 
 
-def question_of(body: ChatCompletionRequest) -> str:
-    """The last user message with text.
+def _text(message: ChatMessage) -> str:
+    content = message.content
+    if isinstance(content, list):
+        content = " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return content or ""
+
+
+def conversation_of(body: ChatCompletionRequest) -> tuple[str, tuple[Turn, ...]]:
+    """The question (the last user message with text) and the turns before it, oldest first.
+
+    Each earlier user message is a turn, answered by the assistant messages that follow it
+    (none: an empty answer). System, developer and tool messages are left out.
 
     Raises:
-        ApiError: 422 naming ``messages`` when there is none.
+        ApiError: 422 naming ``messages`` when no user message has text.
     """
-    for message in reversed(body.messages):
-        if message.role == "user":
-            content = message.content
-            if isinstance(content, list):
-                content = " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text")
-            if content and content.strip():
-                return content
-    raise ApiError(422, "messages: needs a user message with text", "invalid_request_error", "messages", "invalid_value")
+    turns: list[Turn] = []
+    for message in body.messages:
+        text = _text(message)
+        if message.role == "user" and text.strip():
+            turns.append(Turn(text))
+        elif message.role == "assistant" and turns and text.strip():
+            last = turns[-1]
+            turns[-1] = Turn(last.question, f"{last.answer} {text}".strip())
+    if not turns:
+        raise ApiError(422, "messages: needs a user message with text", "invalid_request_error", "messages", "invalid_value")
+    return turns[-1].question, tuple(turns[:-1])
 
 
 class ChatService:
@@ -70,17 +88,21 @@ class ChatService:
         self.metrics = metrics
         self.slots = slots
 
-    def _request(self, body: ChatCompletionRequest, scope: Scope) -> str:
-        question = question_of(body)
+    def _request(self, body: ChatCompletionRequest, scope: Scope) -> tuple[str, tuple[Turn, ...]]:
+        question, history = conversation_of(body)
         check_limits(self.settings, question, body.top_k, "messages")
         scope.check(body.model)
-        return question
+        return question, history
 
     async def complete(self, body: ChatCompletionRequest, scope: Scope) -> ChatCompletionResponse:
         """One ``chat.completion`` with the ``rag`` extension."""
-        question = self._request(body, scope)
+        question, history = self._request(body, scope)
         filters = to_filters(body.filters)
-        answer = await self.slots.run(lambda: self.pipeline.ask(body.model, question, body.top_k, filters, body.strict))
+        answer = await self.slots.run(
+            lambda: self.pipeline.ask(
+                body.model, question, body.top_k, filters, body.strict, history=history, planner=body.planner
+            )
+        )
         self.metrics.observe_answer(answer)
         return ChatCompletionResponse(
             id=f"chatcmpl-{uuid.uuid4().hex}",
@@ -93,8 +115,11 @@ class ChatService:
 
     async def stream(self, body: ChatCompletionRequest, scope: Scope) -> StreamingResponse:
         """``chat.completion.chunk`` objects as server-sent ``data:`` lines, ending with ``[DONE]``."""
-        question = self._request(body, scope)
-        events = self.pipeline.ask_events(body.model, question, body.top_k, to_filters(body.filters), body.strict)
+        question, history = self._request(body, scope)
+        events = self.pipeline.ask_events(
+            body.model, question, body.top_k, to_filters(body.filters), body.strict, history=history,
+            planner=body.planner,
+        )
         first = await self.slots.stream(events)
         return StreamingResponse(self._chunks(body.model, first), media_type="text/event-stream")
 

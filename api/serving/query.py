@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.convert import answer_out, check_limits, result_out, search_timings, source_out, to_filters
+from api.convert import answer_out, check_limits, result_out, search_timings, source_out, to_filters, to_history
 from api.deps import Scope
 from api.errors import ApiError
 from api.metrics import Metrics
@@ -62,29 +62,41 @@ class QueryService:
             pipeline=found.pipeline,
         )
 
-    async def ask(self, body: AskRequest, scope: Scope) -> AskResponse:
-        """The whole checked answer, as JSON."""
+    def _check_ask(self, body: AskRequest, scope: Scope) -> None:
         check_limits(self.settings, body.query, body.top_k)
+        for i, turn in enumerate(body.history):
+            check_limits(self.settings, turn.question, body.top_k, f"history[{i}].question")
         scope.check(body.collection)
+
+    async def ask(self, body: AskRequest, scope: Scope) -> AskResponse:
+        """The whole checked answer, as JSON; a follow-up (``history``) is rewritten first."""
+        self._check_ask(body, scope)
         filters = to_filters(body.filters)
         answer = await self.slots.run(
-            lambda: self.pipeline.ask(body.collection, body.query, body.top_k, filters, body.strict)
+            lambda: self.pipeline.ask(
+                body.collection, body.query, body.top_k, filters, body.strict,
+                history=to_history(body.history), planner=body.planner,
+            )
         )
         self.metrics.observe_answer(answer)
         return answer_out(answer)
 
     async def ask_stream(self, body: AskRequest, scope: Scope) -> StreamingResponse:
         """The answer as server-sent events: ``citations``, ``token``…, ``verification``, ``done`` (or ``error``)."""
-        check_limits(self.settings, body.query, body.top_k)
-        scope.check(body.collection)
-        events = self.pipeline.ask_events(body.collection, body.query, body.top_k, to_filters(body.filters), body.strict)
+        self._check_ask(body, scope)
+        events = self.pipeline.ask_events(
+            body.collection, body.query, body.top_k, to_filters(body.filters), body.strict,
+            history=to_history(body.history), planner=body.planner,
+        )
         return StreamingResponse(self._sse(await self.slots.stream(events)), media_type="text/event-stream")
 
     def _sse(self, events: Iterator[AskEvent]) -> Iterator[str]:
         try:
             for event in events:
                 if isinstance(event, SourcesEvent):
-                    yield _sse("citations", CitationsEvent(sources=[source_out(i + 1, e.chunk) for i, e in enumerate(event.evidence)]))
+                    yield _sse("citations", CitationsEvent(sources=[
+                        source_out(i + 1, e.chunk, e.step, e.query) for i, e in enumerate(event.evidence)
+                    ]))
                 elif isinstance(event, AnswerToken):
                     yield _sse("token", TokenEvent(text=event.text))
                 elif isinstance(event, AnswerEvent):
@@ -94,7 +106,9 @@ class QueryService:
                         answer=out.answer, citations=out.citations, claims=out.claims,
                         faithfulness=out.faithfulness, abstained=out.abstained, invalid_citations=out.invalid_citations,
                     ))
-                    yield _sse("done", DoneEvent(timings_ms=out.timings_ms, usage=out.usage, pipeline=out.pipeline))
+                    yield _sse("done", DoneEvent(
+                        timings_ms=out.timings_ms, usage=out.usage, pipeline=out.pipeline, plan=out.plan,
+                    ))
         except RagError as exc:
             yield _sse("error", ErrorEvent(error=ErrorBody(message=str(exc), type="service_unavailable")))
 

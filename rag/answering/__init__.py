@@ -2,7 +2,7 @@
 
 from rag.answering.answerer import NOT_ENOUGH_EVIDENCE, Answerer, Found
 from rag.answering.events import AnswerEvent, AskEvent, SourcesEvent, TokenEvent
-from rag.answering.planner import DirectPlanner
+from rag.planning import DirectPlanner
 
 __all__ = [
     "NOT_ENOUGH_EVIDENCE",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from rag.answering.events import AnswerEvent, AskEvent, SourcesEvent, TokenEvent
@@ -12,10 +12,12 @@ from rag.config import Settings
 from rag.errors import GeneratorUnavailableError, InputError
 from rag.generation.prompts import build_messages
 from rag.interfaces import Generator, Planner, Verifier
+from rag.planning import PLANNER_MODES, ConversationRewriter, interleave
 from rag.types import (
     Answer,
     Chunk,
     Citation,
+    CitedSpan,
     Claim,
     Evidence,
     Filters,
@@ -24,8 +26,10 @@ from rag.types import (
     ScoredChunk,
     Stopwatch,
     Timings,
+    Turn,
     Usage,
     Verification,
+    page_of,
 )
 from rag.verify.spans import short_answer
 from rag.verify.verifier import is_abstention
@@ -67,8 +71,11 @@ class Answerer:
         search: runs one retrieval (the pipeline's hybrid search with reranking).
         generator: the chat model, or None (then asking raises :class:`GeneratorUnavailableError`).
         verifier: checks the answer claim by claim.
-        planner: chooses the retrievals for a question.
+        planner: chooses and runs the retrievals for a question (the default mode).
         count_tokens: tokens of a text, for packing sources into the context budget.
+        planners: the planner of each mode a request may ask for by name (``planner=``).
+        rewriter: makes a follow-up standalone when a request carries ``history``; None keeps
+            follow-ups as asked.
 
     Example:
         >>> answerer = Answerer(settings, pipeline.found, generator, verifier, DirectPlanner(), count)  # doctest: +SKIP
@@ -87,6 +94,9 @@ class Answerer:
         verifier: Verifier,
         planner: Planner,
         count_tokens: Callable[[str], int],
+        *,
+        planners: Mapping[str, Planner] | None = None,
+        rewriter: ConversationRewriter | None = None,
     ) -> None:
         self.settings = settings
         self.search = search
@@ -94,6 +104,8 @@ class Answerer:
         self.verifier = verifier
         self.planner = planner
         self.count_tokens = count_tokens
+        self.planners = dict(planners or {})
+        self.rewriter = rewriter
 
     def ask(
         self,
@@ -102,13 +114,19 @@ class Answerer:
         top_k: int | None = None,
         filters: Filters | None = None,
         strict: bool | None = None,
+        *,
+        history: Sequence[Turn] = (),
+        planner: str | None = None,
     ) -> Answer:
         """The final answer of :meth:`ask_events`, generated in one request rather than streamed.
 
         Raises:
             GeneratorUnavailableError: the generator is missing, down or timed out.
+            InputError: an empty question or an unknown ``planner``.
         """
-        events = self.ask_events(collection, question, top_k, filters, strict, stream=False)
+        events = self.ask_events(
+            collection, question, top_k, filters, strict, stream=False, history=history, planner=planner
+        )
         for event in events:
             if isinstance(event, AnswerEvent):
                 return event.answer
@@ -123,6 +141,8 @@ class Answerer:
         strict: bool | None = None,
         *,
         stream: bool = True,
+        history: Sequence[Turn] = (),
+        planner: str | None = None,
     ) -> Iterator[AskEvent]:
         """Answer as events: one :class:`SourcesEvent`, :class:`TokenEvent`\\ s, then one :class:`AnswerEvent`.
 
@@ -137,14 +157,18 @@ class Answerer:
             filters: restrictions applied inside retrieval.
             strict: drop unsupported claims from the answer (default from config).
             stream: stream the generator's reply (True) or take it in one request (False: one token event).
+            history: the conversation's earlier turns, oldest first; with any, the question is
+                rewritten to stand alone before retrieval (:attr:`Plan.rewrite`).
+            planner: the planning mode for this question (default: the configured one).
 
         Raises:
             GeneratorUnavailableError: the generator is missing, down or timed out.
+            InputError: an empty question or an unknown ``planner``.
         """
-        draft = self._prepare(collection, question, top_k, filters)
+        draft = self._prepare(collection, question, top_k, filters, history, planner)
         yield SourcesEvent(draft.evidence)
         if not draft.evidence:
-            yield AnswerEvent(self._abstained(draft, Usage()))
+            yield AnswerEvent(self._planned(draft, self._abstained(draft, Usage())))
             return
         parts: list[str] = []
         usage = Usage()
@@ -162,39 +186,110 @@ class Answerer:
                 usage = Usage(gen.prompt_tokens, gen.completion_tokens)
                 text = tidy(drop_unfinished(gen.text) if gen.finish_reason == "length" else gen.text)
                 yield TokenEvent(text)
-        yield AnswerEvent(self._finish(draft, text, strict, usage))
+        yield AnswerEvent(self._planned(draft, self._finish(draft, text, strict, usage)))
 
     # steps ---------------------------------------------------------------------------------
 
-    def _prepare(self, collection: str, question: str, top_k: int | None, filters: Filters | None) -> _Draft:
+    def _prepare(
+        self,
+        collection: str,
+        question: str,
+        top_k: int | None,
+        filters: Filters | None,
+        history: Sequence[Turn] = (),
+        mode: str | None = None,
+    ) -> _Draft:
+        """Rewrite a follow-up, run the plan, and pack the evidence of all its steps.
+
+        The steps' chunks are packed in :func:`rag.planning.interleave` order (each step's best,
+        then each step's second, ...), so every hop gets a share of the context budget.
+        """
         if self.generator is None:
             raise GeneratorUnavailableError("no generator is configured; /v1/search still works")
+        return self._gather(collection, question, top_k, filters, history, mode)
+
+    def evidence(
+        self,
+        collection: str,
+        question: str,
+        top_k: int | None = None,
+        filters: Filters | None = None,
+        *,
+        history: Sequence[Turn] = (),
+        planner: str | None = None,
+    ) -> tuple[Plan, tuple[Evidence, ...]]:
+        """The plan and the evidence the generator would be handed, without generating an answer.
+
+        Evaluation scores retrieval this way (``rag eval retrieval --planner``). Without a
+        generator, planners that need one fall back to ``direct``.
+
+        Returns:
+            The plan run, and the packed sources in their order (empty when the answer would abstain
+            for weak evidence).
+
+        Raises:
+            InputError: an empty question or an unknown ``planner``.
+        """
+        draft = self._gather(collection, question, top_k, filters, history, planner)
+        return draft.plan, draft.evidence
+
+    def _gather(
+        self,
+        collection: str,
+        question: str,
+        top_k: int | None,
+        filters: Filters | None,
+        history: Sequence[Turn],
+        mode: str | None,
+    ) -> _Draft:
         t0 = time.perf_counter()
         if not question or not question.strip():
             raise InputError("query", "must not be empty")
-        plan = self.planner.plan(question)
-        step = plan.steps[0]
-        found = self.search(collection, step.query, top_k, filters)
+        planner = self._planner(mode)
+        rewrite = self.rewriter.rewrite(question, history) if history and self.rewriter is not None else None
+        standalone = rewrite.question if rewrite is not None else question
+        pipelines: list[JsonDict] = []
+
+        def step_search(query: str) -> tuple[list[ScoredChunk], Timings]:
+            found = self.search(collection, query, top_k, filters)
+            pipelines.append(found.pipeline)
+            return found.results, found.timings
+
+        plan = replace(planner.plan(standalone, step_search), rewrite=rewrite)
         clock = Stopwatch()
-        for stage, ms in found.timings.as_dict(digits=12).items():
+        for stage, ms in plan.timings.as_dict(digits=12).items():
             if stage != "total":
                 clock.add(stage, ms)
-        draft = _Draft(question, plan, found, (), [], clock, t0)
-        if not found.results or self._weak_evidence(found.results):
+        ordered = interleave(plan.steps)
+        found = Found([e.found for e in ordered], plan.timings, pipelines[0] if pipelines else {})
+        draft = _Draft(standalone, plan, found, (), [], clock, t0)
+        if not ordered or self._weak_evidence(found.results):
             return draft
         messages, packed = build_messages(
-            question,
-            [s.chunk for s in found.results],
+            standalone,
+            [e.chunk for e in ordered],
             self.settings.generator.context_tokens,
             self.count_tokens,
             self.settings.generator.answer_style,
         )
-        by_id = {s.chunk.chunk_id: s for s in found.results}
+        by_id = {e.chunk.chunk_id: e for e in ordered}
         draft.evidence = tuple(
-            Evidence(replace(by_id[c.chunk_id], chunk=c), 0, step.query) for c in packed
+            replace(by_id[c.chunk_id], found=replace(by_id[c.chunk_id].found, chunk=c)) for c in packed
         )
         draft.messages = messages
         return draft
+
+    def _planner(self, mode: str | None) -> Planner:
+        if mode is None:
+            return self.planner
+        if mode not in self.planners:
+            valid = " | ".join(m for m in PLANNER_MODES if m in self.planners) or "none configured"
+            raise InputError("planner", f"unknown planner {mode!r}; valid: {valid}")
+        return self.planners[mode]
+
+    def _planned(self, draft: _Draft, answer: Answer) -> Answer:
+        """The answer with its packed evidence, and the plan's tokens added to its usage."""
+        return replace(answer, evidence=draft.evidence, usage=answer.usage.plus(draft.plan.usage))
 
     def _weak_evidence(self, sources: list[ScoredChunk]) -> bool:
         best = sources[0].scores
@@ -257,10 +352,27 @@ class Answerer:
 
 
 def _citations(claims: tuple[Claim, ...], packed: list[Chunk]) -> tuple[Citation, ...]:
+    """One citation per cited source, with the spans that back the claims citing it.
+
+    A span enters its citation only from a claim it supports (an unsupported claim's best
+    sentence backs nothing); its section and page are those of the span's own start.
+    """
     kinds: dict[int, str] = {}
+    spans: dict[int, dict[tuple[int, int], None]] = {}
     for claim in claims:
         for i, n in enumerate(claim.citations):
             kind = claim.kinds[i] if i < len(claim.kinds) else "generated"
             if 1 <= n <= len(packed) and kinds.get(n) != "generated":
                 kinds[n] = kind
-    return tuple(Citation(n, packed[n - 1], kinds[n]) for n in sorted(kinds))  # type: ignore[arg-type]
+            if 1 <= n <= len(packed) and claim.verdict == "supported" and i < len(claim.spans):
+                start, end = claim.spans[i]
+                if end > start:
+                    spans.setdefault(n, {})[(start, end)] = None
+    out = []
+    for n in sorted(kinds):
+        chunk = packed[n - 1]
+        cited = tuple(
+            CitedSpan(a, b, chunk.section_at(a), page_of(chunk.section_at(a))) for a, b in sorted(spans.get(n, {}))
+        )
+        out.append(Citation(n, chunk, kinds[n], cited))  # type: ignore[arg-type]
+    return tuple(out)

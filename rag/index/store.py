@@ -114,6 +114,7 @@ class ChunkRow(Base):
     char_end: Mapped[int] = mapped_column(Integer, nullable=False)
     token_count: Mapped[int] = mapped_column(Integer, nullable=False)
     section: Mapped[str] = mapped_column(Text, default="")
+    sections: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
     embedding: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     document: Mapped[DocumentRow] = relationship(back_populates="chunks")
 
@@ -457,6 +458,7 @@ class Store:
                         char_end=d.char_end,
                         token_count=d.token_count,
                         section=d.section,
+                        sections=[list(s) for s in d.sections] or None,
                         embedding=np.ascontiguousarray(vectors[i], dtype=np.float32).tobytes(),
                     )
                     for i, d in enumerate(drafts)
@@ -669,6 +671,7 @@ class Store:
                     char_end=c.char_end,
                     text=c.text,
                     metadata=dict(d.meta or {}),
+                    sections=tuple((int(o), str(p)) for o, p in (c.sections or ())),
                 )
         return out
 

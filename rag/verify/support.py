@@ -11,6 +11,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -20,10 +21,26 @@ from rag.verify.claims import split_claims
 Embed = Callable[[list[str]], np.ndarray]
 
 
-class SupportScorer(Protocol):
-    """Scores how well each source supports a claim."""
+@dataclass(frozen=True)
+class Support:
+    """How well one source backs a claim, and where.
 
-    def score(self, claim: str, sources: Sequence[str], context: str = "") -> list[float]:
+    Attributes:
+        score: in [0, 1]; higher means better support.
+        start: offset in the source text of the passage that backs the claim best
+            (a sentence or a few adjacent ones).
+        end: its end offset (exclusive); ``start == end == 0`` for an empty source.
+    """
+
+    score: float
+    start: int = 0
+    end: int = 0
+
+
+class SupportScorer(Protocol):
+    """Scores how well each source supports a claim, and finds the passage that does."""
+
+    def support(self, claim: str, sources: Sequence[str], context: str = "") -> list[Support]:
         """Score one claim against a batch of sources.
 
         Args:
@@ -34,9 +51,19 @@ class SupportScorer(Protocol):
                 checked (numbers, names) are the claim's own.
 
         Returns:
-            One score in [0, 1] per source, in order; higher means better support.
+            One :class:`Support` per source, in order.
         """
         ...
+
+
+def sentence_spans(text: str, limit: int = 64) -> list[tuple[int, int]]:
+    """Character spans of the sentences of ``text`` (at most ``limit``), in order.
+
+    Example:
+        >>> sentence_spans("Parking is free. Bikes too!")
+        [(0, 16), (17, 27)]
+    """
+    return [(c.start, c.end) for c in split_claims(text)[:limit]]
 
 
 _STOPWORDS = frozenset(
@@ -170,26 +197,38 @@ class HybridSupportScorer:
         return np.stack([found[t] for t in texts])
 
     @staticmethod
-    def _units(source: str) -> list[str]:
-        """The source, its sentences and its pairs of adjacent sentences."""
-        sentences = [c.text for c in split_claims(source)][: HybridSupportScorer.MAX_SENTENCES]
-        pairs = [f"{a} {b}" for a, b in zip(sentences, sentences[1:])]
-        return list(dict.fromkeys([source, *sentences, *pairs]))
+    def _units(source: str) -> tuple[list[str], list[tuple[int, int]]]:
+        """The source, its sentences and its pairs of adjacent sentences, with their spans."""
+        spans = sentence_spans(source, HybridSupportScorer.MAX_SENTENCES)
+        spans = [*spans, *((a[0], b[1]) for a, b in zip(spans, spans[1:]))]
+        units: dict[str, tuple[int, int]] = {source: (0, len(source))}
+        for a, b in spans:
+            units.setdefault(source[a:b], (a, b))
+        return list(units), list(units.values())
 
-    def semantic(self, claim: str, sources: Sequence[str]) -> list[float]:
-        """Rescaled best cosine between the claim and each source's units (``sem`` above)."""
+    def _unit_sims(self, claim: str, sources: Sequence[str]) -> list[tuple[list[tuple[int, int]], list[str], np.ndarray]]:
         units = [self._units(s) for s in sources]
-        flat = [u for us in units for u in us]
+        flat = [u for texts, _ in units for u in texts]
         claim_vec = np.asarray(self._embed([claim]), dtype=np.float32)[0]
         sims = self._vectors(flat) @ claim_vec
         out, i = [], 0
-        for us in units:
-            best = float(sims[i : i + len(us)].max())
-            i += len(us)
-            out.append(min(1.0, max(0.0, (best - self.SEM_FLOOR) / (self.SEM_CEIL - self.SEM_FLOOR))))
+        for texts, spans in units:
+            out.append((spans, texts, sims[i : i + len(texts)]))
+            i += len(texts)
         return out
 
+    def _rescale(self, cosine: float) -> float:
+        return min(1.0, max(0.0, (cosine - self.SEM_FLOOR) / (self.SEM_CEIL - self.SEM_FLOOR)))
+
+    def semantic(self, claim: str, sources: Sequence[str]) -> list[float]:
+        """Rescaled best cosine between the claim and each source's units (``sem`` above)."""
+        return [self._rescale(float(sims.max())) for _, _, sims in self._unit_sims(claim, sources)]
+
     def score(self, claim: str, sources: Sequence[str], context: str = "") -> list[float]:
+        """The scores of :meth:`support`, alone."""
+        return [s.score for s in self.support(claim, sources, context)]
+
+    def support(self, claim: str, sources: Sequence[str], context: str = "") -> list[Support]:
         """Score one claim against a batch of sources (see the class docstring for the formula).
 
         With a ``context`` (a short answer's question), ``sem`` and ``lex`` are computed on
@@ -197,29 +236,56 @@ class HybridSupportScorer:
         may name things the source words differently ("Super Bowl 50" vs "the game"), but the
         answer's own names and numbers must be in the source.
 
+        The span of each result is the sentence, or pair of adjacent sentences, of the source
+        with the highest ``W_SEM * sem + W_LEX * lex`` computed on that unit alone (the whole
+        source when it has one sentence); ties go to the shorter unit.
+
         Args:
             claim: one sentence, citation markers removed.
             sources: source texts.
             context: the question of a short answer ("" for sentence answers).
 
         Returns:
-            One score in [0, 1] per source; 0 for an empty source.
+            One :class:`Support` per source; score 0 and an empty span for an empty source.
         """
         if not sources:
             return []
         present = [i for i, s in enumerate(sources) if s.strip()]
         full = f"{context.strip()} {claim}".strip()
-        sem = dict(zip(present, self.semantic(full, [sources[i] for i in present]), strict=True)) if present else {}
+        units = dict(zip(present, self._unit_sims(full, [sources[i] for i in present]), strict=True)) if present else {}
         words, ents, nums = _content_words(full), _entities(claim), _numbers(claim)
-        scores = []
+        out = []
         for i, source in enumerate(sources):
-            if i not in sem:
-                scores.append(0.0)
+            if i not in units:
+                out.append(Support(0.0))
                 continue
+            spans, texts, sims = units[i]
+            sem = self._rescale(float(sims.max()))
             source_words = _content_words(source)
-            lex = _share(words, source_words) if words else sem[i]
-            value = (self.W_SEM * sem[i] + self.W_LEX * lex) * (1 - self.ENT_PENALTY * (1 - _share(ents, source_words)))
+            lex = _share(words, source_words) if words else sem
+            value = (self.W_SEM * sem + self.W_LEX * lex) * (1 - self.ENT_PENALTY * (1 - _share(ents, source_words)))
             if not nums <= _numbers(source):
                 value = min(value, self.NUMBER_CAP)
-            scores.append(round(min(1.0, max(0.0, value)), 6))
-        return scores
+            start, end = self._best_span(words, spans, texts, sims)
+            out.append(Support(round(min(1.0, max(0.0, value)), 6), start, end))
+        return out
+
+    def _best_span(
+        self, words: set[str], spans: list[tuple[int, int]], texts: list[str], sims: np.ndarray
+    ) -> tuple[int, int]:
+        if len(spans) == 1:
+            return spans[0]
+        best, best_key = spans[1], (-1.0, 0)
+        for (a, b), text, sim in zip(spans[1:], texts[1:], sims[1:], strict=True):
+            sem = self._rescale(float(sim))
+            lex = _share(words, _content_words(text)) if words else sem
+            key = (round(self.W_SEM * sem + self.W_LEX * lex, 6), -(b - a))
+            if key > best_key:
+                best, best_key = (a, b), key
+        return best
+
+
+# Public names of the checks above, for the learned scorer (rag/verify/model.py).
+numbers = _numbers
+content_words = _content_words
+entities = _entities

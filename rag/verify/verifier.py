@@ -85,7 +85,7 @@ class Verifier:
                 answer; ``None`` uses ``config.strict``.
             question: set for short answers (answer style ``short``): a phrase such as
                 "308" states nothing alone, so each claim is scored in the context of
-                the question (see :meth:`SupportScorer.score`).
+                the question (see :meth:`SupportScorer.support`).
 
         Returns:
             The claims in answer order, faithfulness, invalid citation numbers
@@ -125,14 +125,16 @@ class Verifier:
         valid = tuple(n for n in part.citations if 1 <= n <= len(texts))
         context = question or ""
         if valid:
-            best = max(self._scorer.score(part.text, [texts[n - 1] for n in valid], context))
+            found = self._scorer.support(part.text, [texts[n - 1] for n in valid], context)
+            best = max(f.score for f in found)
             verdict: Verdict = "supported" if best >= threshold else "unsupported"
-            return Claim(part.text, valid, verdict, best, ("generated",) * len(valid))
-        scores = self._scorer.score(part.text, texts, context) if texts else []
-        if scores and max(scores) >= threshold:
-            best_n = max(range(len(scores)), key=scores.__getitem__) + 1
-            return Claim(part.text, (best_n,), "supported", scores[best_n - 1], ("attributed",))
-        return Claim(part.text, (), "uncited", max(scores, default=0.0))
+            spans = tuple((f.start, f.end) for f in found)
+            return Claim(part.text, valid, verdict, best, ("generated",) * len(valid), spans)
+        found = self._scorer.support(part.text, texts, context) if texts else []
+        if found and max(f.score for f in found) >= threshold:
+            i = max(range(len(found)), key=lambda k: found[k].score)
+            return Claim(part.text, (i + 1,), "supported", found[i].score, ("attributed",), ((found[i].start, found[i].end),))
+        return Claim(part.text, (), "uncited", max((f.score for f in found), default=0.0))
 
 
 def _without_invalid(answer: str, parts: list[ClaimText], claims: list[Claim], n_sources: int) -> str:

@@ -313,3 +313,19 @@ def test_documents_written_before_settings_were_hashed_are_rechunked_once(make_s
     report = Ingestor(settings, store, embedder, "docs").ingest([corpus])
     assert (report.documents_rechunked, report.documents_updated, report.documents_unchanged) == (5, 0, 0)
     assert Ingestor(settings, store, embedder, "docs").ingest([corpus]).documents_unchanged == 5
+
+
+def test_sections_inside_a_chunk_are_stored_and_read_back(db_url, make_settings, embedder, tmp_path) -> None:
+    """``chunks.sections`` (migration 0002) round-trips on both databases."""
+    settings = make_settings(db_url)
+    store = Store(settings.sqlalchemy_url)
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "guide.md").write_text("# Guide\n\nIntro.\n\n## Pets\n\nDogs stay home.\n")
+    ing = Ingestor(settings, store, embedder, "docs")
+    ing.ingest([tmp_path / "c"])
+    chunk_ids = [c.chunk_id for c in store.document_chunks(store.documents(ing.info.id)[0].id)]
+    (chunk,) = store.hydrate(ing.info.id, chunk_ids).values()
+    assert chunk.section == "Guide"
+    assert chunk.sections == ((0, "Guide"), (chunk.text.index("## Pets"), "Guide > Pets"))
+    assert chunk.section_at(chunk.text.index("Dogs")) == "Guide > Pets"
+    store.close()

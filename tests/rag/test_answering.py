@@ -102,3 +102,66 @@ def test_events_come_in_order_and_ask_collects_the_same_answer(corpus, embedder)
     assert not collected.abstained and [c.chunk.external_id for c in collected.citations] == ["p3"]
     assert collected.usage.prompt_tokens == 11 and streamed.usage.completion_tokens == 7
     assert all(e.step == 0 and e.query == "Which travel needs approval?" for e in events[0].evidence)
+
+
+HANDBOOK_MD = """# Handbook
+
+Welcome to the office handbook. It covers pets and parking.
+
+## Pets
+
+Dogs stay at home, except assistance dogs.
+
+## Parking
+
+Bicycles can be parked for free in the courtyard. Cars need a permit from reception.
+"""
+
+
+@pytest.fixture(scope="module")
+def paged(tmp_path_factory: pytest.TempPathFactory, embedder):  # noqa: ANN001, ANN201
+    """Two collections of one document each: a small Markdown file and a two-page PDF."""
+    from rag.config import load_settings
+    from tests.indexer.badfiles import make_text_pdf
+
+    root = tmp_path_factory.mktemp("paged")
+    settings = load_settings(data_dir=root / "data", reranker={"model": ""})
+    (root / "md").mkdir()
+    (root / "md" / "handbook.md").write_text(HANDBOOK_MD)
+    (root / "pdf").mkdir()
+    (root / "pdf" / "rules.pdf").write_bytes(
+        make_text_pdf(["Visitors sign in at reception.", "Visitors must wear a badge at all times."], title="Rules")
+    )
+    store = Store(settings.sqlalchemy_url)
+    Ingestor(settings, store, embedder, "md").ingest([root / "md"])
+    Ingestor(settings, store, embedder, "pdf").ingest([root / "pdf"])
+    yield settings, store
+    store.close()
+
+
+def test_a_citation_points_at_the_supporting_sentence_with_its_own_section(paged, embedder) -> None:  # noqa: ANN001
+    settings, store = paged
+    reply = "Bicycles can be parked for free in the courtyard [1]."
+    answer = RagPipeline(settings, store, embedder, generator=PlantedGenerator(reply)).ask("md", "Where can I park my bike?", 3)
+    (citation,) = answer.citations
+    assert citation.chunk.section == "Handbook", "the whole file is one chunk, starting under the top heading"
+    (span,) = citation.spans
+    assert citation.chunk.text[span.start : span.end] == "Bicycles can be parked for free in the courtyard."
+    assert span.section == "Handbook > Parking" and span.page is None
+    assert answer.claims[0].spans == ((span.start, span.end),)
+
+
+def test_a_citation_names_the_page_of_its_sentence(paged, embedder) -> None:  # noqa: ANN001
+    from api.convert import citations_out
+
+    settings, store = paged
+    reply = "Visitors must wear a badge at all times [1]."
+    answer = RagPipeline(settings, store, embedder, generator=PlantedGenerator(reply)).ask("pdf", "Do visitors wear a badge?", 3)
+    (citation,) = answer.citations
+    assert citation.chunk.section == "page 1", "the chunk starts on page 1"
+    (span,) = citation.spans
+    assert span.page == 2 and span.section == "page 2"
+    (out,) = citations_out(answer)
+    assert (out.page, out.section) == (2, "page 2")
+    assert out.spans[0].text == "Visitors must wear a badge at all times."
+    assert out.spans[0].char_start == citation.chunk.char_start + span.start

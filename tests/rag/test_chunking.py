@@ -254,3 +254,24 @@ def test_chunks_fit_the_model_with_their_title(tokenizer):
 def test_embedding_text():
     assert embedding_text("Title", "body") == "Title\nbody"
     assert embedding_text("", "body") == "body"
+
+
+def test_each_chunk_lists_the_sections_inside_it(tokenizer) -> None:  # noqa: ANN001
+    """A small file is one chunk: its subsections must still be known, with offsets into the chunk."""
+    text = "# Guide\nIntro.\n## Pets\nDogs stay home.\n## Parking\nBikes park free."
+    sections = ((0, "Guide"), (text.index("## Pets"), "Guide > Pets"), (text.index("## Parking"), "Guide > Parking"))
+    (only,) = make(tokenizer, 200, 0).chunk(doc(text, sections=sections))
+    assert only.section == "Guide"
+    assert only.sections == sections
+    long = " ".join(f"Sentence number {i} of the first part." for i in range(90))
+    text = long + "\n\n" + long
+    sections = ((0, "page 1"), (len(long) + 2, "page 2"))
+    drafts = make(tokenizer, 128, 0.1).chunk(doc(text, sections=sections))
+    assert len(drafts) > 2
+    for d in drafts:
+        assert d.sections[0] == (0, d.section), "the first entry is where the chunk starts"
+        for offset, path in d.sections[1:]:
+            assert 0 < offset < len(d.text)
+            assert text[d.char_start + offset :].startswith(long) and path == "page 2"
+    straddling = [d for d in drafts if len(d.sections) == 2]
+    assert straddling, "some chunk crosses the page break"

@@ -14,7 +14,7 @@ from rag.config import VerifierConfig
 from rag.generation.prompts import ABSTAIN_TEXT
 from rag.types import Chunk, Verification
 from rag.verify.claims import parse_citations, split_claims
-from rag.verify.support import HybridSupportScorer, SupportScorer
+from rag.verify.support import HybridSupportScorer, Support, SupportScorer
 from rag.verify.verifier import Verifier, abstain_needed, is_abstention
 
 ACME = (
@@ -127,8 +127,8 @@ def test_scorer_returns_one_bounded_score_per_source(scorer: HybridSupportScorer
 
 
 def test_scorer_is_a_support_scorer(scorer: HybridSupportScorer) -> None:
-    def takes(s: SupportScorer) -> list[float]:
-        return s.score("x", ["x"])
+    def takes(s: SupportScorer) -> list[Support]:
+        return s.support("x", ["x"])
 
     assert len(takes(scorer)) == 1
 
@@ -310,10 +310,10 @@ class FixedScorer:
     def __init__(self) -> None:
         self.calls: list[tuple[str, tuple[str, ...]]] = []
 
-    def score(self, claim: str, sources: Sequence[str], context: str = "") -> list[float]:
+    def support(self, claim: str, sources: Sequence[str], context: str = "") -> list[Support]:
         self.calls.append((claim, tuple(sources)))
         word = claim.split()[0]
-        return [0.9 if word in s else 0.1 for s in sources]
+        return [Support(0.9, s.find(word), s.find(word) + len(word)) if word in s else Support(0.1) for s in sources]
 
 
 def test_only_valid_cited_sources_are_scored() -> None:
@@ -353,3 +353,19 @@ def test_short_answers_are_checked_with_their_question(verifier: Verifier, quest
     assert verdicts(v) == [verdict]
     # the claim shown is the phrase itself, not the question glued to it
     assert v.claims[0].text == answer.rsplit(" [", 1)[0]
+
+
+def test_support_points_at_the_sentence_that_backs_the_claim(scorer: HybridSupportScorer) -> None:
+    source = "The office opens at nine. Bicycles can be parked for free in the courtyard. Cars need a permit."
+    (found,) = scorer.support("Bikes can be parked for free in the courtyard.", [source])
+    assert source[found.start : found.end] == "Bicycles can be parked for free in the courtyard."
+    (whole,) = scorer.support("Cars need a permit.", ["Cars need a permit."])
+    assert (whole.start, whole.end) == (0, len("Cars need a permit."))
+    assert scorer.support("x", [""]) == [Support(0.0, 0, 0)]
+
+
+def test_claims_carry_the_span_of_each_citation(verifier: Verifier) -> None:
+    result = verifier.verify("Acme makes anvils [1].", [chunk(1, ACME + " " + EIFFEL)])
+    (claim,) = result.claims
+    ((start, end),) = claim.spans
+    assert (ACME + " " + EIFFEL)[start:end].startswith("Acme")
