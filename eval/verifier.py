@@ -494,7 +494,7 @@ def scorer_threshold(scorer: object, default: float) -> tuple[float, str]:
 
 @dataclass(frozen=True)
 class _Scored:
-    """One claim's best support over its sources, and what scoring the item took."""
+    """One claim's best support over its sources: the score, the source's index (-1: none) and the span."""
 
     score: float
     source: int

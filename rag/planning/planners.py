@@ -3,9 +3,11 @@
 Four modes (``RAG_PLANNER__MODE`` or per request):
 
 * ``direct``: one retrieval of the question's own text.
-* ``iterative``: retrieve; ask the generator, with the passages found so far, whether they answer
-  the question or what to search next (the bridge entity); retrieve that; stop when the
-  generator says the evidence suffices, at ``max_hops`` retrievals, or when a budget is spent.
+* ``iterative``: retrieve; ask the generator, with the passages found so far, which entity they
+  reveal that the question describes (the bridge), what to search about it, and whether they
+  already answer the question; retrieve that; stop when the generator says the evidence
+  suffices (on the first check, only if it names nothing new to search), when it names nothing
+  new, at ``max_hops`` retrievals, or when a budget is spent.
   This is IRCoT's interleaving of retrieval and reasoning (Trivedi et al., ACL 2023), one short
   constrained decision per hop instead of a chain of thought.
 * ``decompose``: retrieve the question, then split it into sub-questions (one per entity of a
@@ -225,13 +227,17 @@ class IterativePlanner:
                 self.generator, messages, NEXT_HOP_SCHEMA, NEXT_HOP_MAX_TOKENS, "next_hop", self.count_tokens
             )
             query = _hop_query(str(reply.data["entity"]), str(reply.data["query"]), run.question)
-            if reply.data["enough"]:
+            new = bool(query) and not run.searched(query)
+            # The first check's "enough" stands only when it names nothing new to search: a 0.5B
+            # model says "enough" to every first check (20 of 20 HotpotQA questions), bridge or
+            # not, while a hop costs one retrieval and no generator call.
+            if reply.data["enough"] and (len(run.steps) > 1 or not new):
                 run.decide("enough", reply.usage, ms)
                 raise _Stop("enough")
-            if not query or run.searched(query):
+            if not new:
                 run.decide(f"no new query ({query!r})" if query else "no new query", reply.usage, ms)
                 raise _Stop("no new query")
-            run.decide(f"next: {query}", reply.usage, ms)
+            run.decide(f"next: {query}" + (" (said enough)" if reply.data["enough"] else ""), reply.usage, ms)
             run.search(query, "hop")
 
 

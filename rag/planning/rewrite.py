@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 
@@ -64,4 +65,20 @@ class ConversationRewriter:
         standalone = " ".join(str(reply.data["question"]).split())
         if not standalone:
             return Rewrite(question, question, reply.usage, ms, "rewrite: the reply was empty")
+        if not _adds_context(question, standalone, turns):
+            # Small models often copy an elliptical follow-up unchanged; searched alone it finds nothing
+            # of what it refers to, so the earlier question goes with it.
+            joined = f"{turns[-1][0].strip()} {question.strip()}"
+            return Rewrite(question, joined, reply.usage, ms, "rewrite: the reply added nothing from the conversation; "
+                           "the earlier question is searched with it")
         return Rewrite(question, standalone, reply.usage, ms)
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[^\W_]{3,}", text.lower())}
+
+
+def _adds_context(question: str, standalone: str, turns: Sequence[tuple[str, str]]) -> bool:
+    """Whether the rewrite took at least one word from the earlier turns that the follow-up lacks."""
+    earlier = set().union(*(_words(q) | _words(a) for q, a in turns))
+    return bool((_words(standalone) - _words(question)) & earlier)

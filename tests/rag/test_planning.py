@@ -202,6 +202,21 @@ def test_iterative_hops_until_the_generator_says_enough() -> None:
     assert "Tidewater team manager" in second and "[2] t3" in second
 
 
+def test_a_first_enough_that_names_a_new_entity_still_hops() -> None:
+    """A small model says "enough" to every first check; the entity it names is looked up all the same."""
+    gen = ScriptedGenerator([
+        {"entity": "Tidewater team", "query": "manager", "enough": True},
+        {"entity": "Ines Okafor", "query": "Ines Okafor", "enough": True},
+    ])
+    search = FakeSearch({}, [1])
+    plan = IterativePlanner(CONFIG, gen, count).plan(TWO_HOP, search)
+    assert search.queries == [TWO_HOP, "Tidewater team manager"]
+    assert plan.stop == "enough" and plan.steps[0].decision == "next: Tidewater team manager (said enough)"
+    gen = ScriptedGenerator([{"entity": "Harbor Lights", "query": "Who manages the team that owns Harbor Lights", "enough": True}])
+    plan = IterativePlanner(CONFIG, gen, count).plan(TWO_HOP, FakeSearch({}, [1]))
+    assert len(plan.steps) == 1 and plan.stop == "enough", "nothing new named: the first enough stands"
+
+
 def test_iterative_stops_at_max_hops_and_on_a_repeated_query() -> None:
     gen = ScriptedGenerator([{"entity": "", "query": f"hop {i}", "enough": False} for i in range(5)])
     plan = IterativePlanner(PlannerConfig(max_hops=3), gen, count).plan("q", FakeSearch({}, [1]))
