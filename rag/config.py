@@ -178,7 +178,7 @@ class PlannerConfig(_Section):
         4000, ge=0, description="prompt tokens all planning calls of one question may use (rewrite included)"
     )
     max_wall_s: float = Field(
-        30.0, gt=0, description="seconds of planning per question; when spent, the answer uses what was found"
+        60.0, gt=0, description="seconds of planning per question; when spent, the answer uses what was found"
     )
     max_sub_questions: int = Field(3, ge=1, le=6, description="sub-questions of a decomposition at most")
     passages: int = Field(3, ge=1, le=10, description="passages the iterative check reads: the top of all steps so far, round-robin")

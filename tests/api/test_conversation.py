@@ -30,7 +30,10 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @pytest.fixture(scope="module")
 def conversation_settings(tmp_path_factory: pytest.TempPathFactory, embedder) -> Settings:  # noqa: ANN001
     root = tmp_path_factory.mktemp("conversation")
-    settings = load_settings(data_dir=root / "data", reranker={"model": ""})
+    # a loaded CPU may take minutes per call; the budgets here are not what is tested
+    settings = load_settings(
+        data_dir=root / "data", reranker={"model": ""}, planner={"max_wall_s": 900}, generator={"timeout_s": 900}
+    )
     store = Store(settings.sqlalchemy_url)
     Ingestor(settings, store, embedder, "handbook").ingest([FIXTURES / "corpus.jsonl"])
     store.close()

@@ -426,7 +426,9 @@ def test_malformed_json_from_the_server_falls_back_to_direct_and_the_answer_arri
 @pytest.mark.generator
 def test_a_plan_against_the_real_local_server(planning_corpus, embedder, local_generator) -> None:  # noqa: ANN001, F811
     settings, store = planning_corpus
-    gen = Generator(settings.generator, base_url=local_generator)
+    # a loaded CPU may take minutes per call; the budget here is not what is tested
+    settings = settings.model_copy(update={"planner": PlannerConfig(max_wall_s=900)})
+    gen = Generator(settings.generator.model_copy(update={"timeout_s": 900}), base_url=local_generator)
     assert gen.structured_output() == "json_object", "llama-cpp-python's server takes the schema as json_object"
     pipeline = RagPipeline(settings, store, embedder, generator=gen)
     plan, evidence = pipeline.evidence("plan", TWO_HOP, 1, planner="iterative")
