@@ -11,15 +11,20 @@ from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import docs, errors, openapi, web
+from api.audit import AuditMiddleware
 from api.errors import envelope
 from api.metrics import Metrics
-from api.routes import admin, chat, documents, query, service
+from api.routes import admin, chat, documents, keys, query, service
 from api.serving import ChatService, QueryService, StatusService
 from api.serving.admin import AdminBackend, AdminService, upload_limit
 from api.serving.documents import DocumentService
+from api.serving.keys import KeyService
 from api.serving.slots import GenerationSlots
 from rag.config import Settings
 from rag.pipeline import RagPipeline
+from rag.security.audit import AuditLog
+from rag.security.keys import KeyRing
+from rag.security.ratelimit import RateLimiter
 
 
 class BodyLimit:
@@ -132,6 +137,10 @@ def create_app(settings: Settings, pipeline: RagPipeline, admin_backend: AdminBa
     app.state.document_service = DocumentService(pipeline.store)
     app.state.admin_service = AdminService(settings, pipeline.store, admin_backend)
     app.state.started = time.time()
+    app.state.keyring = KeyRing(pipeline.store, cache_s=settings.api.key_cache_s)
+    app.state.rate_limiter = RateLimiter()
+    app.state.key_service = KeyService(app.state.keyring)
+    app.state.audit = AuditLog(pipeline.store, app.state.keyring) if settings.api.audit else None
     errors.install(app)
     openapi.install(app)
     docs.install(app)
@@ -141,9 +150,13 @@ def create_app(settings: Settings, pipeline: RagPipeline, admin_backend: AdminBa
     app.include_router(service.router)
     app.include_router(documents.router)
     app.include_router(admin.router)
+    app.include_router(keys.router)
     app.add_middleware(_Count)
     app.add_middleware(
         BodyLimit, max_bytes=settings.api.max_body_bytes, timeout_s=settings.api.body_timeout_s,
         larger={"/v1/admin/jobs": upload_limit(settings)},
     )
+    if app.state.audit is not None:  # outermost: it records the refusals of the layers inside too
+        app.add_middleware(AuditMiddleware, audit=app.state.audit, queries=settings.api.audit_queries)
+        app.router.on_shutdown.append(app.state.audit.close)
     return app

@@ -569,6 +569,10 @@ class AdminCollectionCreate(_Strict):
     """Body of ``POST /v1/admin/collections``."""
 
     name: str = Field(..., min_length=1, max_length=100)
+    redact: list[str] = Field(
+        default_factory=list,
+        description="personal data replaced by placeholders at ingestion: email, phone, credit_card, iban, ip",
+    )
 
 
 class AdminCollectionOut(BaseModel):
@@ -586,6 +590,7 @@ class AdminCollectionOut(BaseModel):
     bytes: int = 0
     embedding_model: str | None = None
     busy: bool = Field(False, description="an ingestion job of this server is writing to it")
+    redact: list[str] = Field(default_factory=list, description="kinds of personal data redacted at ingestion")
 
 
 class AdminCollectionsResponse(BaseModel):
@@ -668,3 +673,41 @@ class JobsResponse(BaseModel):
     """Response of ``GET /v1/admin/jobs``: this server's recent jobs, newest first."""
 
     jobs: list[JobOut]
+
+
+class KeyCreate(_Strict):
+    """Body of ``POST /v1/admin/keys``: what ``rag keys create`` takes."""
+
+    collections: list[str] = Field(..., min_length=1, max_length=1000, description="collections the key may use; ['*'] for all")
+    scope: Literal["read", "write", "admin"] = "read"
+    expires: str | None = Field(None, max_length=20, description="lifetime such as 30d, 12h, 15m; null for none")
+    rate: str | None = Field(None, max_length=32, description="rate limit such as 20/s or 600/m; null for none")
+    name: str = Field("", max_length=200)
+
+
+class KeyOut(BaseModel):
+    """A managed API key, without the key itself (only its hash is stored)."""
+
+    id: int
+    name: str
+    prefix: str = Field(description="the key's first characters, to recognise it")
+    scope: Literal["read", "write", "admin"]
+    collections: list[str]
+    rate: str | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    created_at: datetime
+    last_used_at: datetime | None
+    state: Literal["active", "expired", "revoked"]
+
+
+class KeyCreated(KeyOut):
+    """Response of ``POST /v1/admin/keys``: ``key`` is shown this once and never again."""
+
+    key: str
+
+
+class KeysResponse(BaseModel):
+    """Response of ``GET /v1/admin/keys``."""
+
+    keys: list[KeyOut]

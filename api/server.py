@@ -45,11 +45,21 @@ def run(
     settings = for_queries(settings)
     host = host or settings.api.host
     port = settings.api.port if port is None else port
-    if not settings.api_keys and host not in ("127.0.0.1", "localhost", "::1"):
-        log(f"[yellow]no API keys configured (RAG_API_KEYS): binding to 127.0.0.1 instead of {host}[/]")
+    from rag.index.store import Store
+    from rag.security.keys import KeyRing
+
+    probe = Store(settings.sqlalchemy_url)
+    try:
+        keyed = bool(settings.api_keys) or KeyRing(probe).any_keys()
+    finally:
+        probe.close()
+    if not keyed and host not in ("127.0.0.1", "localhost", "::1"):
+        log(f"[yellow]no API keys configured (RAG_API_KEYS or `rag keys create`): binding to 127.0.0.1 instead of {host}[/]")
         host = "127.0.0.1"
-    elif not settings.api_keys:
-        log("no API keys configured (RAG_API_KEYS): serving on 127.0.0.1 only, without authentication")
+    elif not keyed:
+        log("no API keys configured (RAG_API_KEYS or `rag keys create`): serving on 127.0.0.1 only, without authentication")
+    if settings.log_queries:
+        log("[yellow]query logging is on (RAG_LOG_QUERIES): the log will hold the text of every question[/]")
     with open_runtime(settings, reconcile=True, log=log) as runtime:
         p = runtime.pipeline
         app = create_app(settings, p, admin(settings, p.store, p.embedder) if admin is not None else None)

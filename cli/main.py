@@ -32,6 +32,10 @@ app.add_typer(eval_app, name="eval")
 app.add_typer(collections_app, name="collections")
 app.add_typer(documents_app, name="documents")
 
+from cli.keys import keys_app  # noqa: E402 - after the app it joins
+
+app.add_typer(keys_app, name="keys")
+
 
 def _is_tty(stream: object) -> bool:
     try:
@@ -62,8 +66,9 @@ def _settings(config: Path | None, **overrides):  # noqa: ANN202
 
 def _store(settings):  # noqa: ANN001, ANN202
     from rag.index.store import Store
+    from rag.security.crypto import open_cipher
 
-    return Store(settings.sqlalchemy_url)
+    return Store(settings.sqlalchemy_url, cipher=open_cipher(settings))
 
 
 # admin -----------------------------------------------------------------------------------------
@@ -239,21 +244,39 @@ def collections_list(config: ConfigOpt = None) -> None:
     store = _store(settings)
     for info in store.collections():
         s = store.stats(info.id)
-        out.print(f"{info.name}\t{s['documents']} documents\t{s['chunks']} chunks")
+        redact = info.settings.get("redact")
+        shown = f"\tredact: {','.join(redact)}" if redact else ""
+        out.print(f"{info.name}\t{s['documents']} documents\t{s['chunks']} chunks{shown}", highlight=False)
 
 
 @collections_app.command("create")
-def collections_create(name: str, config: ConfigOpt = None) -> None:
-    """Create an empty collection. Exit 1 if it exists."""
+def collections_create(
+    name: str,
+    redact: Annotated[
+        Optional[str],
+        typer.Option(
+            "--redact",
+            help="personal data replaced by placeholders at ingestion, comma-separated: email,phone,credit_card,iban,ip",
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Create an empty collection. Exit 1 if it exists, 2 for an unknown --redact kind."""
     from rag.errors import NotFoundError
+    from rag.privacy import KINDS, parse_kinds
 
+    kinds = parse_kinds(redact, "--redact") if redact is not None else ()
+    if redact is not None and not kinds:
+        raise RagErrorExit(f"--redact: name at least one kind; valid kinds: {', '.join(KINDS)}", 2)
     settings = _settings(config)
     store = _store(settings)
     try:
         store.collection(name)
     except NotFoundError:
         store.ensure_collection(name)
-        out.print(f"created {name}")
+        if kinds:
+            store.update_collection_settings(name, {"redact": list(kinds)})
+        out.print(f"created {name}" + (f" (redact: {','.join(kinds)})" if kinds else ""), highlight=False)
         return
     raise RagErrorExit(f"collection {name!r} already exists", 1)
 

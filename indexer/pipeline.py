@@ -27,6 +27,7 @@ from rag.errors import InputError
 from rag.index.store import DocumentSummary, Store, content_sha256
 from rag.index.writer import CollectionWriter, DocumentVersion, WriteReport
 from rag.interfaces import Source
+from rag.privacy import Redactor, redact_document
 from rag.types import ChunkDraft, Document, JsonDict, LoadFailure
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ CHUNK_FORMAT = 2
 """Version of what a stored chunk holds; raising it re-processes every document on its next ingest."""
 
 
-def chunking_key(chunking: ChunkingConfig, model_id: str, max_seq_length: int) -> str:
+def chunking_key(chunking: ChunkingConfig, model_id: str, max_seq_length: int, redact: Sequence[str] = ()) -> str:
     """The settings that shape a document's chunks and vectors, as canonical JSON.
 
     Folded into each document's change-detection hash, so that changing ``RAG_CHUNKING__SIZE``,
@@ -54,18 +55,20 @@ def chunking_key(chunking: ChunkingConfig, model_id: str, max_seq_length: int) -
         chunking: chunk size and overlap.
         model_id: the embedding model.
         max_seq_length: the model's token limit, which caps the chunk size.
+        redact: the collection's redacted kinds; turning redaction on or changing its kinds
+            re-processes every document (absent when empty, so older keys still match).
     """
-    return json.dumps(
-        {
-            "size": chunking.size,
-            "overlap": chunking.overlap,
-            "embedding_model": model_id,
-            "max_seq_length": max_seq_length,
-            # 2: chunks record the sections inside them (migration 0002); older ones are re-chunked.
-            "chunk_format": CHUNK_FORMAT,
-        },
-        sort_keys=True,
-    )
+    key: dict[str, object] = {
+        "size": chunking.size,
+        "overlap": chunking.overlap,
+        "embedding_model": model_id,
+        "max_seq_length": max_seq_length,
+        # 2: chunks record the sections inside them (migration 0002); older ones are re-chunked.
+        "chunk_format": CHUNK_FORMAT,
+    }
+    if redact:
+        key["redact"] = list(redact)
+    return json.dumps(key, sort_keys=True)
 
 
 @dataclass
@@ -86,6 +89,8 @@ class IngestReport:
         renamed: ``{"from", "to"}`` external ids of each rename.
         deleted: external ids deleted by ``--sync``.
         chunking: the settings that shaped the chunks (see :func:`chunking_key`).
+        redactions: values replaced by placeholders before chunking, per kind (the collection's
+            ``--redact``); counts only, never the values.
     """
 
     documents_added: int = 0
@@ -101,6 +106,7 @@ class IngestReport:
     renamed: list[dict[str, str]] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     chunking: dict[str, object] = field(default_factory=dict)
+    redactions: dict[str, int] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     seconds: float = 0.0
     reconciled: dict[str, object] = field(default_factory=dict)
@@ -133,6 +139,7 @@ class IngestReport:
             "renamed": self.renamed,
             "deleted": self.deleted,
             "chunking": self.chunking,
+            "redactions": dict(sorted(self.redactions.items())),
             "timings_s": {k: round(v, 3) for k, v in self.timings_s.items()},
             "seconds": round(self.seconds, 3),
         }
@@ -276,7 +283,11 @@ class Ingestor:
         self.info = store.ensure_collection(collection) if create else store.collection(collection)
         self.embedder = embedder.warm_up()
         self.chunker = Chunker(settings.chunking, self.embedder.tokenizer, self.embedder.max_seq_length)
-        self.settings_key = chunking_key(settings.chunking, self.embedder.model_id, self.embedder.max_seq_length)
+        # Personal data is replaced before chunking, hashing and embedding: the original reaches no store.
+        self.redactor = Redactor(self.info.settings.get("redact") or (), region=settings.privacy.phone_region)
+        self.settings_key = chunking_key(
+            settings.chunking, self.embedder.model_id, self.embedder.max_seq_length, self.redactor.kinds
+        )
         if not self.info.settings.get("embedding_model"):
             # A different model later is refused by the FAISS manifest with a clear message.
             store.update_collection_settings(collection, {"embedding_model": self.embedder.model_id, "dim": self.embedder.dim})
@@ -427,6 +438,11 @@ class Ingestor:
                 continue
             if run.metadata:
                 item = dataclasses.replace(item, metadata={**item.metadata, **run.metadata})
+            if self.redactor:
+                with _Timer(report, "load"):
+                    item, counts = redact_document(self.redactor, item, keep=FILE_METADATA_KEYS)
+                for kind, n in counts.items():
+                    report.redactions[kind] = report.redactions.get(kind, 0) + n
             yield item, run.loaded()
 
     def _run(self, writer: CollectionWriter, job_id: int, docs: Iterator[tuple[Document, int]], run: _Run) -> None:

@@ -209,6 +209,11 @@ class ApiConfig(_Section):
     max_body_bytes: int = Field(1_000_000, ge=1024)
     max_concurrent_asks: int = Field(4, ge=1)
     body_timeout_s: float = Field(30.0, gt=0, description="seconds a client may take to send a request body; 408 after")
+    key_cache_s: float = Field(
+        0.5, ge=0.0, le=0.9, description="seconds a server trusts its cached view of a managed key; a revoke is seen after this"
+    )
+    audit: bool = Field(True, description="write one audit_log row per /v1 call (key id, route, collection, status, time)")
+    audit_queries: bool = Field(False, description="also store the query text in audit_log rows; off by default")
 
 
 class IngestConfig(_Section):
@@ -218,6 +223,32 @@ class IngestConfig(_Section):
     batch_documents: int = Field(64, ge=1)
     commit_interval_s: float = Field(
         10.0, ge=0.0, description="seconds between commits that make staged documents searchable"
+    )
+
+
+class EncryptionConfig(_Section):
+    """Encryption at rest (AES-256-GCM); off unless a key file is set."""
+
+    key_file: Path | None = Field(
+        None,
+        description="keyring file (mode 0600, `rag keys init-data-key PATH`); when set, chunk texts, metadata, "
+        "vectors and FAISS files are encrypted and tantivy stores no text",
+    )
+
+
+class PrivacyConfig(_Section):
+    """Personal data: the answer-time check (redaction itself is per collection, `--redact`)."""
+
+    answer_policy: Literal["remove", "flag", "off"] = Field(
+        "remove",
+        description="personal data in an answer that is not in its sources: remove (typed placeholder), "
+        "flag (keep, note it) or off",
+    )
+    all_collections: bool = Field(
+        False, description="run the answer check for every collection, not only those with `--redact`"
+    )
+    phone_region: str = Field(
+        "US", min_length=2, max_length=2, description="country whose conventions apply to phone numbers without +"
     )
 
 
@@ -251,7 +282,13 @@ class Settings(BaseSettings):
     verifier: VerifierConfig = VerifierConfig()
     api: ApiConfig = ApiConfig()
     ingest: IngestConfig = IngestConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
+    encryption: EncryptionConfig = EncryptionConfig()
     log_level: str = "INFO"
+    log_queries: bool = Field(
+        False,
+        description="write query text to the log (debugging only): off, no query, document or answer text is logged",
+    )
 
     @field_validator("api_keys", mode="before")
     @classmethod

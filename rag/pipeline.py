@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rag.answering import Answerer, AskEvent, Found
+from rag.answering import AnswerEvent, Answerer, AskEvent, Found, SourcesEvent, TokenEvent
 from rag.config import Settings
 from rag.embedding import Embedder
 from rag.errors import InputError
@@ -16,6 +16,7 @@ from rag.index.reader import CollectionReader
 from rag.index.store import Store
 from rag.interfaces import Generator, Planner, Reranker
 from rag.planning import ConversationRewriter, build_planners
+from rag.privacy import KINDS, AnswerPolicy, Redactor, StreamGuard
 from rag.retrieval.hybrid import HybridRetriever, RetrievalResult
 from rag.types import Answer, Evidence, Filters, Plan, ScoredChunk, Timings, Turn
 from rag.verify.support import HybridSupportScorer
@@ -202,8 +203,13 @@ class RagPipeline:
         history: Sequence[Turn] = (),
         planner: str | None = None,
     ) -> Answer:
-        """Answer a question with checked citations (see :meth:`rag.answering.Answerer.ask`)."""
-        return self.answerer.ask(collection, question, top_k, filters, strict, history=history, planner=planner)
+        """Answer a question with checked citations (see :meth:`rag.answering.Answerer.ask`).
+
+        The answer then passes the privacy check (:meth:`answer_policy`).
+        """
+        answer = self.answerer.ask(collection, question, top_k, filters, strict, history=history, planner=planner)
+        policy = self.answer_policy(collection)
+        return policy.apply(answer) if policy is not None else answer
 
     def ask_events(
         self,
@@ -216,10 +222,51 @@ class RagPipeline:
         history: Sequence[Turn] = (),
         planner: str | None = None,
     ) -> Iterator[AskEvent]:
-        """The answer as typed events (see :meth:`rag.answering.Answerer.ask_events`)."""
-        return self.answerer.ask_events(
+        """The answer as typed events (see :meth:`rag.answering.Answerer.ask_events`).
+
+        Under the privacy check (:meth:`answer_policy`) in ``remove`` mode, tokens are held back
+        to sentence ends and each sentence is checked before it is sent, so a streamed answer
+        cannot leak what the final one removes.
+        """
+        events = self.answerer.ask_events(
             collection, question, top_k, filters, strict, history=history, planner=planner
         )
+        return self._checked_events(collection, events)
+
+    def answer_policy(self, collection: str) -> AnswerPolicy | None:
+        """The privacy check of a collection's answers, or None when none runs.
+
+        It runs for a collection that redacts personal data at ingestion (its kinds), and for
+        every collection (all kinds) with ``RAG_PRIVACY__ALL_COLLECTIONS``; ``RAG_PRIVACY__ANSWER_POLICY``
+        chooses remove, flag or off.
+        """
+        cfg = self.settings.privacy
+        if cfg.answer_policy == "off":
+            return None
+        kinds = self.store.collection(collection).settings.get("redact") or (KINDS if cfg.all_collections else ())
+        if not kinds:
+            return None
+        return AnswerPolicy(Redactor(kinds, region=cfg.phone_region), cfg.answer_policy)
+
+    def _checked_events(self, collection: str, events: Iterator[AskEvent]) -> Iterator[AskEvent]:
+        policy: AnswerPolicy | None = None
+        guard: StreamGuard | None = None
+        for event in events:
+            if isinstance(event, SourcesEvent):
+                policy = self.answer_policy(collection)
+                if policy is not None:
+                    guard = StreamGuard(policy, [e.chunk.text for e in event.evidence])
+            elif isinstance(event, TokenEvent) and guard is not None:
+                text = guard.feed(event.text)
+                if text:
+                    yield TokenEvent(text)
+                continue
+            elif isinstance(event, AnswerEvent) and policy is not None:
+                rest = guard.flush() if guard is not None else ""
+                if rest:
+                    yield TokenEvent(rest)
+                event = AnswerEvent(policy.apply(event.answer))
+            yield event
 
     def evidence(
         self,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,34 @@ def make_settings(tmp_path: Path):  # noqa: ANN201
         return load_settings(**kw)
 
     return build
+
+
+@pytest.fixture
+def rag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    """Run ``rag ARGS...`` in this process, in ``tmp_path`` with its data dir there; returns (code, stdout, stderr).
+
+    A module that wants the session's embedder in the command overrides this fixture with
+    :func:`use_session_embedder`.
+    """
+    import cli.main
+
+    monkeypatch.setenv("RAG_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["rag", *args])
+        try:
+            cli.main.main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def use_session_embedder(monkeypatch: pytest.MonkeyPatch, embedder: Embedder) -> None:
+    """Make ``rag`` commands run in this process use the already loaded embedder, and no reranker."""
+    monkeypatch.setenv("RAG_RERANKER__MODEL", "")
+    monkeypatch.setattr("rag.embedding.Embedder", lambda config: embedder)

@@ -11,30 +11,17 @@ from pathlib import Path
 import pytest
 
 import cli.main
+from tests.conftest import use_session_embedder
 from tests.indexer.test_pipeline import write_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def rag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], embedder):  # noqa: ANN201
-    """Run ``rag ARGS...`` in this process, in ``tmp_path``, with the session's embedder; returns (code, stdout, stderr)."""
-    monkeypatch.setenv("RAG_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("RAG_RERANKER__MODEL", "")
-    monkeypatch.setattr("rag.embedding.Embedder", lambda config: embedder)
-    monkeypatch.chdir(tmp_path)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["rag", *args])
-        try:
-            cli.main.main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+def rag(rag, monkeypatch: pytest.MonkeyPatch, embedder):  # noqa: ANN001, ANN201 - tests/conftest.py's, with the session's embedder
+    """``rag ARGS...`` in this process (tests/conftest.py), with the session's embedder."""
+    use_session_embedder(monkeypatch, embedder)
+    return rag
 
 
 def _corpus(tmp_path: Path) -> Path:

@@ -25,6 +25,7 @@ async def chat_completions(
     With ``"stream": true``: ``ChatCompletionChunk`` objects as ``data:`` lines, the last carrying
     ``usage`` and ``rag``, then ``data: [DONE]``.
     """
+    scope.note.query = next((m.content for m in reversed(body.messages) if m.role == "user" and isinstance(m.content, str)), None)
     if body.stream:
         return await service.stream(body, scope)
     return await service.complete(body, scope)

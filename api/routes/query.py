@@ -27,6 +27,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for co
 @router.post("/search", response_model=SearchResponse, responses=ERRORS)
 async def search(body: SearchRequest, service: QueryServiceDep, scope: ScopeDep) -> SearchResponse:
     """Hybrid retrieval (BM25 + dense, fused by RRF), reranked when a cross-encoder is loaded."""
+    scope.note.query = body.query
     return await service.search(body, scope)
 
 
@@ -42,6 +43,7 @@ async def ask(body: AskRequest, service: QueryServiceDep, scope: ScopeDep) -> As
     sources), ``token`` events, then ``verification``, then ``done``; their schemas are
     ``CitationsEvent``, ``TokenEvent``, ``VerificationEvent``, ``DoneEvent`` and ``ErrorEvent``.
     """
+    scope.note.query = body.query
     if body.stream:
         return await service.ask_stream(body, scope)
     return await service.ask(body, scope)
@@ -50,4 +52,5 @@ async def ask(body: AskRequest, service: QueryServiceDep, scope: ScopeDep) -> As
 @router.post("/feedback", response_model=FeedbackResponse, responses=ERRORS)
 async def feedback(body: FeedbackRequest, service: QueryServiceDep, scope: ScopeDep) -> FeedbackResponse:
     """Store a relevance judgment of a chunk for a query (training data for the reranker)."""
+    scope.note.query = body.query
     return await service.feedback(body, scope)

@@ -43,6 +43,7 @@ from rag.config import Settings
 from rag.errors import NotFoundError, RagError
 from rag.index.collection import CollectionBusyError
 from rag.index.store import ACTIVE, DELETED, PENDING, Store
+from rag.privacy import parse_kinds
 
 log = logging.getLogger(__name__)
 
@@ -271,8 +272,10 @@ class AdminService:
 
     def _collection(self, name: str) -> AdminCollectionOut:
         stats = self._ops().stats(name)
-        counts = self.store.stats(self.store.collection(name).id)
+        info = self.store.collection(name)
+        counts = self.store.stats(info.id)
         return AdminCollectionOut(
+            redact=list(info.settings.get("redact") or ()),
             name=name, documents=int(stats["documents"]), pending=counts["pending"], deleted=counts["deleted"],
             chunks=int(stats["chunks"]), vectors=int(stats.get("vectors", 0)), tombstones=int(stats.get("tombstones", 0)),
             lexical_docs=int(stats.get("lexical_docs", 0)), index_type=stats.get("index_type"),
@@ -298,21 +301,28 @@ class AdminService:
         self._ops()
         return await run_in_threadpool(self._collection, name)
 
-    async def create(self, name: str) -> AdminCollectionOut:
+    async def create(self, name: str, redact: Sequence[str] = ()) -> AdminCollectionOut:
         """Create an empty collection.
+
+        Args:
+            name: its name.
+            redact: kinds of personal data replaced by placeholders at ingestion.
 
         Raises:
             ApiError: 409 when it exists.
-            InputError: an invalid name.
+            InputError: an invalid name or an unknown kind in ``redact``.
         """
         self._ops()
+        kinds = parse_kinds(redact, "redact")
 
         def make() -> AdminCollectionOut:
             try:
                 self.store.collection(name)
             except NotFoundError:
                 self.store.ensure_collection(name)
-                return AdminCollectionOut(name=name, documents=0, chunks=0)
+                if kinds:
+                    self.store.update_collection_settings(name, {"redact": list(kinds)})
+                return AdminCollectionOut(name=name, documents=0, chunks=0, redact=list(kinds))
             raise ApiError(409, f"collection {name!r} already exists", "conflict_error", "name", "exists")
 
         return await run_in_threadpool(make)
@@ -442,7 +452,22 @@ class AdminService:
             log.exception("ingestion job %s failed", job.id)
             job.fail(ErrorBody(message="internal error; see the server log", type="server_error"))
         finally:
+            self._drop_originals(job.collection, paths)
             self.jobs.release(job)
+
+    def _drop_originals(self, collection: str, paths: list[Path]) -> None:
+        """Keep no uploaded file for a redacting collection or an encrypted store.
+
+        The original holds the personal data that redaction removed, or the text that encryption
+        protects; only the collection's redacted or encrypted chunks are kept.
+        """
+        try:
+            redacts = bool(self.store.collection(collection).settings.get("redact"))
+        except NotFoundError:
+            redacts = False
+        if redacts or getattr(self.store, "cipher", None) is not None:
+            for path in paths:
+                path.unlink(missing_ok=True)
 
     async def job(self, job_id: str) -> JobOut:
         """One job's progress and outcome."""

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 from fastapi.responses import StreamingResponse
 
+from api import logs
 from api.convert import check_limits, rag_extension, to_filters
 from api.deps import Scope
 from api.errors import ApiError
@@ -92,6 +93,7 @@ class ChatService:
         question, history = conversation_of(body)
         check_limits(self.settings, question, body.top_k, "messages")
         scope.check(body.model)
+        logs.query(self.settings, "chat", body.model, question)
         return question, history
 
     async def complete(self, body: ChatCompletionRequest, scope: Scope) -> ChatCompletionResponse:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from api import logs
 from api.convert import answer_out, check_limits, result_out, search_timings, source_out, to_filters, to_history
 from api.deps import Scope
 from api.errors import ApiError
@@ -54,6 +55,7 @@ class QueryService:
         """Hybrid retrieval, reranked when a cross-encoder is loaded."""
         check_limits(self.settings, body.query, body.top_k)
         scope.check(body.collection)
+        logs.query(self.settings, "search", body.collection, body.query)
         found = await run_in_threadpool(self.pipeline.search, body.collection, body.query, body.top_k, to_filters(body.filters))
         self.metrics.observe_stages(found.timings)
         return SearchResponse(
@@ -67,6 +69,7 @@ class QueryService:
         for i, turn in enumerate(body.history):
             check_limits(self.settings, turn.question, body.top_k, f"history[{i}].question")
         scope.check(body.collection)
+        logs.query(self.settings, "ask", body.collection, body.query)
 
     async def ask(self, body: AskRequest, scope: Scope) -> AskResponse:
         """The whole checked answer, as JSON; a follow-up (``history``) is rewritten first."""

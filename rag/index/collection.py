@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     # FAISS and tantivy are imported when an index is opened, not with this module.
     from rag.index.dense import DenseIndex
     from rag.index.lexical import LexicalIndex
+    from rag.security.crypto import DataCipher
 
 
 class CollectionBusyError(RagError):
@@ -33,8 +34,10 @@ def open_lexical(settings: Settings, directory: Path) -> LexicalIndex:
     return LexicalIndex.open(directory / "lexical", settings.lexical)
 
 
-def open_dense_file(settings: Settings, directory: Path, model_id: str, dim: int) -> DenseIndex:
-    """The collection's FAISS index as stored.
+def open_dense_file(
+    settings: Settings, directory: Path, model_id: str, dim: int, cipher: DataCipher | None = None
+) -> DenseIndex:
+    """The collection's FAISS index as stored, decrypted with ``cipher`` when encryption is on.
 
     Raises:
         IndexCorruptError: the file is damaged (the writer module rebuilds it from the database).
@@ -43,7 +46,7 @@ def open_dense_file(settings: Settings, directory: Path, model_id: str, dim: int
     from rag.index.dense import DenseIndex
 
     directory.mkdir(parents=True, exist_ok=True)
-    return DenseIndex.open(directory / "dense", settings.dense, model_id, dim)
+    return DenseIndex.open(directory / "dense", settings.dense, model_id, dim, cipher=cipher)
 
 
 def bytes_on_disk(directory: Path) -> int:

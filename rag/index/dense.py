@@ -26,6 +26,11 @@ Index kinds, chosen by name (``flat | hnsw | ivfpq | auto``):
   another kind the right one.
 
 Every kind sits inside ``IndexIDMap2`` so FAISS labels are the chunk ids.
+
+With a data cipher (``RAG_ENCRYPTION__KEY_FILE``), an index file holds the serialized index
+encrypted with AES-256-GCM (:mod:`rag.security.crypto`), and the manifest says
+``"encrypted": true``; such a file does not load without the key, and a plain file is refused
+while encryption is on.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faiss
 import numpy as np
@@ -47,6 +52,9 @@ from rag.config import DenseConfig
 from rag.errors import ConfigError, IndexMismatchError, InputError, RagError
 from rag.fileio import atomic_write, atomic_write_bytes
 from rag.types import Hit
+
+if TYPE_CHECKING:
+    from rag.security.crypto import DataCipher
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +66,9 @@ KINDS = ("flat", "hnsw", "ivfpq", "auto")
 # Allow-lists up to this size are scored exactly over their reconstructed vectors:
 # graph and IVF search under a very selective filter can miss allowed ids.
 EXACT_ALLOW_MAX = 1024
+ENCRYPTION_SETTING = "RAG_ENCRYPTION__KEY_FILE"
+# associated data of an encrypted index file: its bytes do not decrypt as any other field
+_AAD = b"dense.faiss"
 # IVF k-means wants at least this many training points per list (FAISS warns below).
 MIN_POINTS_PER_LIST = 39
 
@@ -195,9 +206,12 @@ class DenseIndex:
         ('flat', 2)
     """
 
-    def __init__(self, directory: Path, config: DenseConfig, model_id: str, dim: int) -> None:
+    def __init__(
+        self, directory: Path, config: DenseConfig, model_id: str, dim: int, *, cipher: DataCipher | None = None
+    ) -> None:
         """Prefer :meth:`open`; this builds an empty in-memory index and touches no files."""
         self.directory = Path(directory)
+        self.cipher = cipher
         self.config = config
         self.model_id = model_id
         self.dim = int(dim)
@@ -210,7 +224,9 @@ class DenseIndex:
     # ------------------------------------------------------------------ open / save
 
     @classmethod
-    def open(cls, directory: Path, config: DenseConfig, model_id: str, dim: int) -> DenseIndex:
+    def open(
+        cls, directory: Path, config: DenseConfig, model_id: str, dim: int, *, cipher: DataCipher | None = None
+    ) -> DenseIndex:
         """Load the index saved in ``directory``, or start an empty one.
 
         Args:
@@ -218,6 +234,7 @@ class DenseIndex:
             config: dense index settings.
             model_id: embedding model the vectors come from.
             dim: vector dimension.
+            cipher: encrypts saved files and decrypts them on load (encryption at rest).
 
         Returns:
             The index; empty and unsaved when the directory holds none.
@@ -227,6 +244,8 @@ class DenseIndex:
                 divide ``dim`` (under ``auto`` the largest divisor below it is used).
             IndexMismatchError: the saved index has another model, dimension or metric.
             IndexCorruptError: the index file does not match the manifest's checksum.
+            ConfigError: naming ``RAG_ENCRYPTION__KEY_FILE``: an encrypted index without the key
+                (or with a wrong one), or a plain index while encryption is on.
         """
         resolve_kind(config, 0)
         if dim < 1:
@@ -235,7 +254,7 @@ class DenseIndex:
             raise ConfigError("RAG_DENSE__PQ_M", f"{config.pq_m} does not divide the vector dimension {dim}")
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self = cls(directory, config, model_id, dim)
+        self = cls(directory, config, model_id, dim, cipher=cipher)
         if self.manifest_path.exists():
             self._load()
         return self
@@ -265,6 +284,25 @@ class DenseIndex:
                 )
         if manifest.get("normalized") is not True:
             raise IndexMismatchError(f"dense index in {self.directory} holds unnormalised vectors")
+        encrypted = bool(manifest.get("encrypted", False))
+        if encrypted and self.cipher is None:
+            raise ConfigError(ENCRYPTION_SETTING, f"dense index in {self.directory} is encrypted; set the key file")
+        if not encrypted and self.cipher is not None:
+            raise ConfigError(
+                ENCRYPTION_SETTING, f"dense index in {self.directory} was written without encryption; rebuild it"
+            )
+
+    def _read_index(self, path: Path) -> faiss.Index:
+        if self.cipher is None:
+            return faiss.read_index(str(path))
+        data = self.cipher.decrypt(path.read_bytes(), _AAD)
+        return faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+
+    def _write_index(self, tmp: Path) -> None:
+        if self.cipher is None:
+            faiss.write_index(self._index, str(tmp))
+        else:
+            tmp.write_bytes(self.cipher.encrypt(faiss.serialize_index(self._index).tobytes(), _AAD))
 
     def _load(self) -> None:
         # A writer may replace the files between our reading the manifest and the
@@ -284,7 +322,7 @@ class DenseIndex:
                     continue
                 raise IndexCorruptError(path, f"sha256 {digest} does not match manifest {manifest.get('sha256')}")
             try:
-                index = faiss.read_index(str(path))
+                index = self._read_index(path)
             except RuntimeError as exc:
                 raise IndexCorruptError(path, f"FAISS cannot read it: {str(exc).splitlines()[0]}") from None
             if index.ntotal != manifest.get("ntotal") or index.d != self.dim:
@@ -305,7 +343,7 @@ class DenseIndex:
         generation = self._generation + 1
         name = f"dense.{generation}.faiss"
         path = self.directory / name
-        atomic_write(path, lambda tmp: faiss.write_index(self._index, str(tmp)))
+        atomic_write(path, self._write_index)
         manifest = {
             "format": FORMAT_VERSION,
             "model_id": self.model_id,
@@ -319,6 +357,8 @@ class DenseIndex:
             "sha256": _sha256(path),
             "generation": generation,
         }
+        if self.cipher is not None:
+            manifest["encrypted"] = True
         data = json.dumps(manifest, indent=2, sort_keys=True).encode()
         atomic_write_bytes(self.manifest_path, data)
         self._generation = generation
@@ -646,3 +686,40 @@ class DenseIndex:
         if query.ndim == 2 and query.shape[0] != 1:
             raise InputError("query", f"search takes one query, got {query.shape[0]}; use search_batch")
         return self.search_batch(query.reshape(1, -1) if query.ndim == 1 else query, k, allow, deny)[0]
+
+
+def reencrypt_files(directory: Path, cipher: DataCipher) -> int:
+    """Re-encrypt a saved index's files under ``cipher``'s current key (a key rotation).
+
+    The caller holds the collection's writer lock. Each file is replaced atomically and the
+    manifest's checksum follows the file it names; files already under the current key are left.
+
+    Args:
+        directory: the index directory (the one :meth:`DenseIndex.open` was given).
+        cipher: a keyring holding the old key and, first, the new one.
+
+    Returns:
+        How many files were rewritten.
+
+    Raises:
+        ConfigError: naming ``RAG_ENCRYPTION__KEY_FILE``: a plain file, or one no key decrypts.
+    """
+    directory = Path(directory)
+    manifest_path = directory / MANIFEST_NAME
+    if not manifest_path.exists():
+        return 0
+    manifest = json.loads(manifest_path.read_bytes())
+    if not manifest.get("encrypted"):
+        raise ConfigError(ENCRYPTION_SETTING, f"dense index in {directory} is not encrypted; rebuild it instead")
+    rewritten = 0
+    for path in sorted(directory.glob("dense.*.faiss")):
+        blob = path.read_bytes()
+        if cipher.key_id_of(blob) == cipher.current_key_id:
+            continue
+        atomic_write_bytes(path, cipher.encrypt(cipher.decrypt(blob, _AAD), _AAD))
+        rewritten += 1
+    named = directory / str(manifest.get("file", ""))
+    if rewritten and named.is_file():
+        manifest["sha256"] = _sha256(named)
+        atomic_write_bytes(manifest_path, json.dumps(manifest, indent=2, sort_keys=True).encode())
+    return rewritten

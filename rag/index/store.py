@@ -47,7 +47,19 @@ if TYPE_CHECKING:
     # ``rag documents``) answer without paying for it.
     import numpy as np
 
+    from rag.security.crypto import DataCipher
+
 PENDING, ACTIVE, DELETED = "pending", "active", "deleted"
+
+# The context each encrypted column is bound to (AES-GCM associated data): a ciphertext copied
+# into another column does not decrypt.
+_AAD_TEXT = b"chunks.text"
+_AAD_SECTION = b"chunks.section"
+_AAD_SECTIONS = b"chunks.sections"
+_AAD_EMBEDDING = b"chunks.embedding"
+_AAD_TITLE = b"documents.title"
+_AAD_META = b"documents.metadata"
+_AAD_QUERY = b"feedback.query"
 
 _Id = BigInteger().with_variant(Integer, "sqlite")
 
@@ -332,8 +344,18 @@ class Store:
         >>> store.close()
     """
 
-    def __init__(self, url: str, *, run_migrations: bool = True) -> None:
+    def __init__(self, url: str, *, run_migrations: bool = True, cipher: DataCipher | None = None) -> None:
+        """Connect (and migrate).
+
+        Args:
+            url: SQLAlchemy URL.
+            run_migrations: bring the schema to the newest revision first.
+            cipher: with one (see :func:`rag.security.crypto.open_cipher`), chunk texts, sections,
+                vectors, document titles and metadata and feedback queries are written encrypted
+                and decrypted on read; metadata filters then run in Python.
+        """
         self.url = url
+        self.cipher = cipher
         self.engine = make_engine(url)
         if run_migrations:
             migrate(self.engine)
@@ -346,6 +368,87 @@ class Store:
     def close(self) -> None:
         """Dispose of the connection pool."""
         self.engine.dispose()
+
+    # encryption at rest: identity when no cipher is set ---------------------------------------
+
+    def _seal(self, value: str, aad: bytes) -> str:
+        return value if self.cipher is None else self.cipher.encrypt_text(value, aad)
+
+    def _open(self, value: str | None, aad: bytes) -> str:
+        if self.cipher is None or value is None:
+            return value or ""
+        return self.cipher.decrypt_text(value, aad)
+
+    def _seal_json(self, value: Any, aad: bytes) -> Any:
+        return value if self.cipher is None or value is None else self.cipher.encrypt_json(value, aad)
+
+    def _open_json(self, value: Any, aad: bytes) -> Any:
+        return value if self.cipher is None or value is None else self.cipher.decrypt_json(value, aad)
+
+    def _vector(self, blob: bytes) -> bytes:
+        return blob if self.cipher is None else self.cipher.decrypt(blob, _AAD_EMBEDDING)
+
+    def _seal_bytes(self, blob: bytes) -> bytes:
+        return blob if self.cipher is None else self.cipher.encrypt(blob, _AAD_EMBEDDING)
+
+    def reencrypt(self, batch: int = 1000) -> dict[str, int]:
+        """Re-encrypt every encrypted value under the cipher's current key (a key rotation).
+
+        Values already under the current key are left alone, so an interrupted rotation resumes
+        where it stopped. Each page of rows is one transaction.
+
+        Returns:
+            Rows rewritten, per table.
+
+        Raises:
+            DecryptionError: a value does not decrypt with any key of the keyring, or is plaintext.
+        """
+        from rag.security.audit import AAD_QUERY as AUDIT_AAD_QUERY
+        from rag.security.crypto import DataCipher
+        from rag.security.keys import AuditRow
+
+        cipher = self.cipher
+        if cipher is None:
+            raise InputError("cipher", "the store has no cipher; set RAG_ENCRYPTION__KEY_FILE")
+        current = cipher.current_key_id
+
+        def rewrap(value: Any, aad: bytes, kind: str) -> Any:
+            if kind == "bytes":
+                return cipher.encrypt(cipher.decrypt(value, aad), aad)
+            if kind == "json":
+                return cipher.encrypt_json(cipher.decrypt_json(value, aad), aad)
+            return cipher.encrypt_text(cipher.decrypt_text(value, aad), aad)
+
+        tables: tuple[tuple[str, Any, tuple[tuple[str, bytes, str], ...]], ...] = (
+            ("chunks", ChunkRow, (
+                ("text", _AAD_TEXT, "text"), ("section", _AAD_SECTION, "text"),
+                ("sections", _AAD_SECTIONS, "json"), ("embedding", _AAD_EMBEDDING, "bytes"),
+            )),
+            ("documents", DocumentRow, (("title", _AAD_TITLE, "text"), ("meta", _AAD_META, "json"))),
+            ("feedback", FeedbackRow, (("query", _AAD_QUERY, "text"),)),
+            ("audit_log", AuditRow, (("query", AUDIT_AAD_QUERY, "text"),)),
+        )
+        counts = {name: 0 for name, _, _ in tables}
+        for name, table, columns in tables:
+            last = 0
+            while True:
+                with self.session() as s, s.begin():
+                    rows = s.scalars(select(table).where(table.id > last).order_by(table.id).limit(batch)).all()
+                    if not rows:
+                        break
+                    for row in rows:
+                        changed = False
+                        for attr, aad, kind in columns:
+                            value = getattr(row, attr)
+                            if value is None:
+                                continue
+                            key_id = DataCipher.key_id_of(value) if kind == "bytes" else DataCipher.text_key_id(value)
+                            if key_id != current:
+                                setattr(row, attr, rewrap(value, aad, kind))
+                                changed = True
+                        counts[name] += int(changed)
+                    last = int(rows[-1].id)
+        return counts
 
     # collections ---------------------------------------------------------------------------
 
@@ -442,8 +545,8 @@ class Store:
                     external_id=doc.external_id,
                     source=doc.source,
                     sha256=sha,
-                    title=doc.title,
-                    meta=doc.metadata,
+                    title=self._seal(doc.title, _AAD_TITLE),
+                    meta=self._seal_json(doc.metadata, _AAD_META),
                     state=PENDING,
                     job_id=job_id,
                 )
@@ -453,13 +556,13 @@ class Store:
                     ChunkRow(
                         document_id=row.id,
                         ordinal=d.ordinal,
-                        text=d.text,
+                        text=self._seal(d.text, _AAD_TEXT),
                         char_start=d.char_start,
                         char_end=d.char_end,
                         token_count=d.token_count,
-                        section=d.section,
-                        sections=[list(s) for s in d.sections] or None,
-                        embedding=np.ascontiguousarray(vectors[i], dtype=np.float32).tobytes(),
+                        section=self._seal(d.section, _AAD_SECTION),
+                        sections=self._seal_json([list(s) for s in d.sections] or None, _AAD_SECTIONS),
+                        embedding=self._seal_bytes(np.ascontiguousarray(vectors[i], dtype=np.float32).tobytes()),
                     )
                     for i, d in enumerate(drafts)
                 ]
@@ -587,14 +690,17 @@ class Store:
 
         for rows in self._pages((ChunkRow.id, ChunkRow.embedding), collection_id, states, batch):
             ids = np.asarray([r[0] for r in rows], dtype=np.int64)
-            yield ids, np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
+            yield ids, np.stack([np.frombuffer(self._vector(r[1]), dtype=np.float32) for r in rows])
 
     def iter_lexical(
         self, collection_id: int, states: Sequence[str] = (ACTIVE,), batch: int = 5000
     ) -> Iterator[list[tuple[int, str, str]]]:
         """Stream (chunk id, title, text) of the collection's chunks in the given states."""
         for rows in self._pages((ChunkRow.id, DocumentRow.title, ChunkRow.text), collection_id, states, batch):
-            yield [(int(r[0]), r[1] or "", r[2]) for r in rows]
+            if self.cipher is None:
+                yield [(int(r[0]), r[1] or "", r[2]) for r in rows]
+            else:
+                yield [(int(r[0]), self._open(r[1], _AAD_TITLE), self._open(r[2], _AAD_TEXT)) for r in rows]
 
     def chunk_ids(self, collection_id: int, states: Sequence[str]) -> np.ndarray:
         """All chunk ids of the collection's documents in the given states, sorted."""
@@ -657,21 +763,26 @@ class Store:
                     DocumentRow.collection_id == collection_id,
                 )
             ).all()
+            # a document's title and metadata are decrypted once, however many of its chunks are hit
+            docs: dict[int, tuple[str, dict[str, Any]]] = {}
             for c, d, name in rows:
+                if d.id not in docs:
+                    docs[d.id] = (self._open(d.title, _AAD_TITLE), dict(self._open_json(d.meta, _AAD_META) or {}))
+                title, meta = docs[d.id]
                 out[c.id] = Chunk(
                     chunk_id=c.id,
                     document_id=d.id,
                     collection=name,
                     external_id=d.external_id,
                     source=d.source,
-                    title=d.title or "",
-                    section=c.section or "",
+                    title=title,
+                    section=self._open(c.section, _AAD_SECTION),
                     ordinal=c.ordinal,
                     char_start=c.char_start,
                     char_end=c.char_end,
-                    text=c.text,
-                    metadata=dict(d.meta or {}),
-                    sections=tuple((int(o), str(p)) for o, p in (c.sections or ())),
+                    text=self._open(c.text, _AAD_TEXT),
+                    metadata=dict(meta),
+                    sections=tuple((int(o), str(p)) for o, p in (self._open_json(c.sections, _AAD_SECTIONS) or ())),
                 )
         return out
 
@@ -686,8 +797,10 @@ class Store:
         cond = [DocumentRow.collection_id == collection_id, DocumentRow.state == ACTIVE]
         if filters.source_prefix:
             cond.append(DocumentRow.source.startswith(filters.source_prefix, autoescape=True))
-        for key, spec in filters.metadata.items():
-            cond.extend(_metadata_conditions(key, spec))
+        meta_cond = [c for key, spec in filters.metadata.items() for c in _metadata_conditions(key, spec)]
+        if self.cipher is not None and (filters.metadata or filters.date_from or filters.date_to):
+            return self._allowed_decrypted(cond, filters)
+        cond.extend(meta_cond)
         if filters.date_from or filters.date_to:
             field = DocumentRow.meta[filters.date_field].as_string()
             if filters.date_from:
@@ -703,6 +816,22 @@ class Store:
                 ).all()
         except (DataError, ProgrammingError) as exc:
             raise InputError("filters", f"cannot apply filters: {str(exc.orig).splitlines()[0]}") from None
+        return np.asarray(sorted(ids), dtype=np.int64)
+
+    def _allowed_decrypted(self, cond: list[Any], filters: Filters) -> np.ndarray:
+        """Metadata is ciphertext: the database selects by the clear columns, each candidate's metadata is tested here.
+
+        This reads and decrypts the metadata of every active document of the collection that the
+        clear conditions keep, which is fine for collections of up to some hundred thousand documents.
+        """
+        import numpy as np
+
+        with self.session() as s:
+            docs = s.execute(select(DocumentRow.id, DocumentRow.meta).where(*cond)).all()
+            keep = [int(d) for d, meta in docs if _metadata_matches(self._open_json(meta, _AAD_META) or {}, filters)]
+            ids: list[int] = []
+            for i in range(0, len(keep), 500):
+                ids.extend(s.scalars(select(ChunkRow.id).where(ChunkRow.document_id.in_(keep[i : i + 500]))))
         return np.asarray(sorted(ids), dtype=np.int64)
 
     def stats(self, collection_id: int) -> dict[str, int]:
@@ -769,8 +898,9 @@ class Store:
             rows = s.execute(query).all()
         return [
             DocumentSummary(
-                id=int(d.id), external_id=d.external_id, source=d.source, title=d.title or "", state=d.state,
-                sha256=d.sha256, chunks=int(n), metadata=dict(d.meta or {}), created_at=d.created_at,
+                id=int(d.id), external_id=d.external_id, source=d.source, title=self._open(d.title, _AAD_TITLE),
+                state=d.state, sha256=d.sha256, chunks=int(n),
+                metadata=dict(self._open_json(d.meta, _AAD_META) or {}), created_at=d.created_at,
                 updated_at=d.updated_at,
             )
             for d, n in rows
@@ -797,7 +927,12 @@ class Store:
                 .where(ChunkRow.document_id == document_id)
                 .order_by(ChunkRow.ordinal)
             ).all()
-        return [StoredChunk(int(i), int(o), t, int(a), int(b), int(n), sec or "") for i, o, t, a, b, n, sec in rows]
+        return [
+            StoredChunk(
+                int(i), int(o), self._open(t, _AAD_TEXT), int(a), int(b), int(n), self._open(sec, _AAD_SECTION)
+            )
+            for i, o, t, a, b, n, sec in rows
+        ]
 
     def document_vectors(self, document_id: int) -> np.ndarray:
         """The stored vectors of one document version's chunks, in chunk order, shape ``(n, dim)``."""
@@ -811,7 +946,7 @@ class Store:
             )
         if not blobs or any(b is None for b in blobs):
             return np.zeros((0, 0), dtype=np.float32)
-        return np.stack([np.frombuffer(b, dtype=np.float32) for b in blobs])
+        return np.stack([np.frombuffer(self._vector(b), dtype=np.float32) for b in blobs])
 
     def feedback(self, collection_id: int) -> list[Judgment]:
         """The collection's feedback judgments, oldest first."""
@@ -821,13 +956,14 @@ class Store:
                 .where(FeedbackRow.collection_id == collection_id)
                 .order_by(FeedbackRow.id)
             ).all()
-        return [Judgment(query=q, chunk_id=int(c), relevant=bool(r)) for q, c, r in rows]
+        return [Judgment(query=self._open(q, _AAD_QUERY), chunk_id=int(c), relevant=bool(r)) for q, c, r in rows]
 
     def add_feedback(self, collection_id: int, query: str, chunk_id: int, relevant: bool, key_hash: str) -> int:
         """Store an end user's judgment; returns its id."""
         with self.session() as s, s.begin():
             row = FeedbackRow(
-                collection_id=collection_id, query=query, chunk_id=chunk_id, relevant=relevant, key_hash=key_hash
+                collection_id=collection_id, query=self._seal(query, _AAD_QUERY), chunk_id=chunk_id,
+                relevant=relevant, key_hash=key_hash,
             )
             s.add(row)
             s.flush()
@@ -867,6 +1003,58 @@ def _metadata_conditions(key: str, spec: Any) -> list[Any]:
     if isinstance(spec, str):
         return [col.as_string() == spec]
     raise InputError(param, "a metadata filter is a value, {'in': [...]} or a range like {'gte': 1}")
+
+
+_MISSING = object()
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _value_matches(value: Any, spec: Any) -> bool:
+    """Python twin of :func:`_metadata_conditions` (already validated), for decrypted metadata."""
+    if isinstance(spec, dict):
+        for op, bound in spec.items():
+            if op == "in":
+                if all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bound):
+                    if _number(value) not in {float(b) for b in bound}:
+                        return False
+                elif not (isinstance(value, str) and value in {str(b) for b in bound}):
+                    return False
+                continue
+            if isinstance(bound, (int, float)):
+                left, right = _number(value), float(bound)
+            else:
+                left, right = (value if isinstance(value, str) else None), bound
+            if left is None:
+                return False
+            ok = {"gte": left >= right, "gt": left > right, "lte": left <= right, "lt": left < right}[op]
+            if not ok:
+                return False
+        return True
+    if isinstance(spec, bool):
+        return isinstance(value, bool) and value == spec
+    if isinstance(spec, (int, float)):
+        return _number(value) == float(spec)
+    return isinstance(value, str) and value == spec
+
+
+def _metadata_matches(meta: dict[str, Any], filters: Filters) -> bool:
+    """Whether decrypted metadata passes the filters' metadata and date conditions."""
+    for key, spec in filters.metadata.items():
+        value = meta.get(key, _MISSING)
+        if value is _MISSING or not _value_matches(value, spec):
+            return False
+    if filters.date_from or filters.date_to:
+        value = meta.get(filters.date_field)
+        if not isinstance(value, str):
+            return False
+        if filters.date_from and value < filters.date_from:
+            return False
+        if filters.date_to and value > filters.date_to + ("\uffff" if len(filters.date_to) <= 10 else ""):
+            return False
+    return True
 
 
 def _check_collection_name(name: str) -> None:

@@ -399,11 +399,11 @@ def open_dense(
     from rag.index.dense import IndexCorruptError
 
     try:
-        return open_dense_file(settings, directory, model_id, dim)
+        return open_dense_file(settings, directory, model_id, dim, store.cipher)
     except IndexCorruptError as exc:
         log.warning("dense index of %s is damaged (%s); rebuilding it from the database", info.name, exc)
         shutil.rmtree(directory / "dense", ignore_errors=True)
-        dense = open_dense_file(settings, directory, model_id, dim)
+        dense = open_dense_file(settings, directory, model_id, dim, store.cipher)
         rebuild_dense(store, info, dense, (ACTIVE,))
         return dense
 

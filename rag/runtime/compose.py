@@ -111,7 +111,9 @@ def open_runtime(
     Raises:
         ConfigError / ModelLoadError: a configured model is missing, naming the setting.
     """
-    store = Store(settings.sqlalchemy_url)
+    from rag.security.crypto import open_cipher
+
+    store = Store(settings.sqlalchemy_url, cipher=open_cipher(settings))
     server = None
     try:
         embedder = (embedder or Embedder(settings.embedding)).warm_up()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,3 +74,61 @@ def make_client(settings: Settings, embedder, generator_url: str | None, **overr
     gen = Generator(settings.generator, base_url=generator_url) if generator_url else None
     pipeline = RagPipeline(settings, store, embedder, None, None, gen)
     return TestClient(create_app(settings, pipeline), raise_server_exceptions=False)
+
+
+def _sent_strings(value: object) -> list[str]:
+    """The texts of a JSON request body that a user wrote: strings with a space in them."""
+    if isinstance(value, str):
+        return [value] if " " in value.strip() and len(value) >= 8 else []
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _sent_strings(v)]
+    if isinstance(value, list):
+        return [t for v in value for t in _sent_strings(v)]
+    return []
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@pytest.fixture(autouse=True)
+def no_content_in_logs(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[_Records]:
+    """Fail a test whose log lines, at the service's default INFO level, hold a query or a document's text.
+
+    Every JSON body sent through a ``TestClient`` is read for the texts a user wrote (questions,
+    messages, history); the documents are the test collections' texts. Tests that turn
+    ``RAG_LOG_QUERIES`` on say so with the ``logs_queries`` marker.
+    """
+    sent: list[str] = []
+    send = TestClient.send
+
+    def recording(self, request, **kwargs):  # noqa: ANN001, ANN003, ANN202 - httpx passes request by name
+        if request.headers.get("content-type", "").startswith("application/json"):
+            try:
+                sent.extend(_sent_strings(json.loads(request.read() or b"null")))
+            except ValueError:
+                pass
+        return send(self, request, **kwargs)
+
+    monkeypatch.setattr(TestClient, "send", recording)
+    records = _Records()
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(records)
+    root.setLevel(logging.INFO)
+    try:
+        yield records
+    finally:
+        root.removeHandler(records)
+        root.setLevel(level)
+    if request.node.get_closest_marker("logs_queries"):
+        return
+    texts = set(sent) | {d["text"] for docs in GUIDE.values() for d in docs}
+    logged = "\n".join(records.lines)
+    leaked = sorted(t for t in texts if t in logged)
+    assert not leaked, f"the log holds request or document text: {[t[:60] for t in leaked]}"

@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 import random
 import re
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-import cli.main
 from eval.verifier import (
     ClaimPair,
     GoldSpan,
@@ -346,25 +344,6 @@ def test_run_names_a_bad_argument(tmp_path: Path, kwargs: dict, param: str) -> N
 
 
 # the command --------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def rag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):  # noqa: ANN201
-    """Run ``rag ARGS...`` in this process, in ``tmp_path``; returns (code, stdout, stderr)."""
-    monkeypatch.setenv("RAG_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.chdir(tmp_path)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["rag", *args])
-        try:
-            cli.main.main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def test_cli_evaluates_the_hybrid_scorer_and_writes_the_report(rag, tmp_path: Path, monkeypatch, embedder) -> None:  # noqa: ANN001
