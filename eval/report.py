@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 
 from eval.datasets import baselines_for
 from rag.errors import InputError
+from rag.security.crypto import DataCipher, write_export
 
 RETRIEVAL_METRICS: tuple[str, ...] = ("ndcg@10", "recall@10", "recall@100", "mrr@10", "map@100", "coverage")
 RETRIEVAL_KEYS: tuple[str, ...] = ("dataset", "queries", "stages", "latency_ms", "config")
@@ -89,7 +90,9 @@ def write_retrieval_report(
     return paths
 
 
-def write_answer_report(out_dir: Path, report: Mapping[str, Any], rows: Iterable[Mapping[str, Any]]) -> list[Path]:
+def write_answer_report(
+    out_dir: Path, report: Mapping[str, Any], rows: Iterable[Mapping[str, Any]], cipher: DataCipher | None = None
+) -> list[Path]:
     """Write an answer evaluation as JSON, Markdown, per-question JSONL and a plot.
 
     ``report`` holds the answer metrics of ``ANSWER_METRICS`` (a value may be
@@ -128,10 +131,12 @@ def write_answer_report(out_dir: Path, report: Mapping[str, Any], rows: Iterable
         *_latency_and_config(report),
     ]
 
-    answers_path = out_dir / "answers.jsonl"
-    with answers_path.open("w", encoding="utf-8") as out:
-        for row in rows:
-            out.write(json.dumps(row, ensure_ascii=False, default=_jsonable) + "\n")
+    # questions, answers and cited texts: sealed with the data key when there is one
+    answers_path = write_export(
+        out_dir / "answers.jsonl",
+        "".join(json.dumps(row, ensure_ascii=False, default=_jsonable) + "\n" for row in rows),
+        cipher,
+    )
 
     return [
         _write_json(out_dir / "report.json", report),

@@ -44,6 +44,7 @@ from rag.errors import GeneratorUnavailableError, InputError
 from rag.generation.client import Generator
 from rag.pipeline import RagPipeline
 from rag.runtime import open_runtime
+from rag.security.crypto import open_cipher, write_export
 from rag.threads import for_queries
 from rag.types import Answer, ScoredChunk
 from rag.verify.claims import strip_citations
@@ -291,7 +292,7 @@ def run_retrieval_eval(
         report["ingest"] = ingest_summary
     write_retrieval_report(out, report, curves)
     if hard_negatives is not None:
-        _write_jsonl(Path(hard_negatives), mined)
+        _write_jsonl(Path(hard_negatives), mined, settings)
     return {**report, "recall_curves": curves, "out_dir": out}
 
 
@@ -380,12 +381,10 @@ def _hard_negatives(qid: str, query: str, rels: Mapping[str, int], ranking: Sequ
     return {"query_id": qid, "query": query, "positives": positives, "hard_negatives": negatives}
 
 
-def _write_jsonl(path: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    return path
+def _write_jsonl(path: Path, rows: Sequence[Mapping[str, Any]], settings: Settings) -> Path:
+    # chunk texts and queries: sealed when the data dir is encrypted (RAG_ENCRYPTION__KEY_FILE)
+    text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    return write_export(path, text, open_cipher(settings))
 
 
 # answers -----------------------------------------------------------------------------------------
@@ -503,7 +502,7 @@ def run_answer_eval(
     }
     if ingest_summary is not None:
         report["ingest"] = ingest_summary
-    write_answer_report(out, report, rows)
+    write_answer_report(out, report, rows, open_cipher(settings))
     return {**report, "out_dir": out}
 
 

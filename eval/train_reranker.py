@@ -133,7 +133,7 @@ def _mine_split(
 
         exported = 0
         for path in hard_negatives:
-            rows = [r for r in read_hard_negatives(path) if str(r.get("query_id", "")) not in dev_set]
+            rows = [r for r in read_hard_negatives(path, store.cipher) if str(r.get("query_id", "")) not in dev_set]
             neg_ids = [int(n["chunk_id"]) for r in rows for n in r["hard_negatives"] if "chunk_id" in n]
             extra = mined_from_export(rows, doc_chunks, chunks=store.hydrate(cid, neg_ids), config=mining)
             exported += len(extra)

@@ -10,33 +10,39 @@ from typing import Any
 from eval.training.mining import DocChunksFn, MinedQuery, MiningConfig, TrainingPair
 from rag.errors import FileError
 from rag.rerank.cross_encoder import passage_text
+from rag.security.crypto import DataCipher, read_export
 from rag.types import Chunk, Judgment
 
 
-def read_hard_negatives(path: Path) -> list[dict[str, Any]]:
+def read_hard_negatives(path: Path, cipher: DataCipher | None = None) -> list[dict[str, Any]]:
     """Read a file written by ``rag eval retrieval --export-hard-negatives``.
 
     Each line is ``{"query_id", "query", "positives": [doc ids], "hard_negatives":
-    [{"doc_id", "chunk_id", "text", "rank"}]}``.
+    [{"doc_id", "chunk_id", "text", "rank"}]}``. A file sealed with the data key (written while
+    ``RAG_ENCRYPTION__KEY_FILE`` was set) needs the same ``cipher``.
 
     Raises:
         FileError: the file is missing or a line is not such an object.
+        ConfigError: the file is sealed and ``cipher`` is missing or another key.
     """
     path = Path(path)
     if not path.is_file():
         raise FileError(str(path), "no such file")
     rows: list[dict[str, Any]] = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise FileError(str(path), f"line {n}: {exc.msg}") from None
-            if not isinstance(row, dict) or not {"query", "positives", "hard_negatives"} <= row.keys():
-                raise FileError(str(path), f"line {n}: needs query, positives and hard_negatives")
-            rows.append(row)
+    try:
+        text = read_export(path, cipher)
+    except UnicodeDecodeError:
+        raise FileError(str(path), "not UTF-8 text") from None
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise FileError(str(path), f"line {n}: {exc.msg}") from None
+        if not isinstance(row, dict) or not {"query", "positives", "hard_negatives"} <= row.keys():
+            raise FileError(str(path), f"line {n}: needs query, positives and hard_negatives")
+        rows.append(row)
     return rows
 
 

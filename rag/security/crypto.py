@@ -371,3 +371,33 @@ def open_cipher(settings: Settings) -> DataCipher | None:
         write_marker(data_dir, cipher)
     _CACHE[cache_key] = (version, cipher)
     return cipher
+
+
+EXPORT_AAD = b"export.v1"
+"""Associated data of a sealed export file: an export cannot pass for a database value or a FAISS file."""
+
+
+def write_export(path: Path, text: str, cipher: DataCipher | None) -> Path:
+    """Write an export (mined hard negatives, per-question answers): plain without a cipher, sealed whole with one.
+
+    A sealed file is one AES-GCM value (:meth:`DataCipher.encrypt`), so it holds no text in the clear;
+    :func:`read_export` opens it with the same key file.
+    """
+    data = text.encode("utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(cipher.encrypt(data, EXPORT_AAD) if cipher is not None else data)
+    return path
+
+
+def read_export(path: Path, cipher: DataCipher | None) -> str:
+    """The text of a file written by :func:`write_export`.
+
+    Raises:
+        ConfigError: naming ``RAG_ENCRYPTION__KEY_FILE`` when the file is sealed and no key, or the wrong one, is set.
+    """
+    data = path.read_bytes()
+    if not data.startswith(MAGIC):
+        return data.decode("utf-8")
+    if cipher is None:
+        raise ConfigError(SETTING, f"{path} is encrypted; set the key file it was written with")
+    return cipher.decrypt(data, EXPORT_AAD).decode("utf-8")

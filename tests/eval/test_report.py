@@ -131,3 +131,16 @@ def test_qrels_with_spaces_in_corpus_ids_are_read_by_tabs(tmp_path) -> None:
     (tmp_path / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\tRéserve Naturelle Lomako\t1\nq1\tBonobo\t1\n")
     data = load_beir(tmp_path)
     assert data.qrels == {"q1": {"Réserve Naturelle Lomako": 1, "Bonobo": 1}}
+
+
+def test_answer_rows_are_sealed_when_the_data_dir_is_encrypted(tmp_path: Path) -> None:
+    import os
+
+    from rag.security.crypto import DataCipher, read_export
+
+    cipher = DataCipher((("k1", os.urandom(32)),))
+    rows = [{"question": "zqsealed question about lamps", "answer": "zqsealed answer [1]"}]
+    paths = write_answer_report(tmp_path, answer_report(), rows, cipher)
+    answers = next(p for p in paths if p.name == "answers.jsonl")
+    assert b"zqsealed" not in answers.read_bytes()
+    assert read_export(answers, cipher).splitlines() == [json.dumps(rows[0], ensure_ascii=False)]

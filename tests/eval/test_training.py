@@ -283,3 +283,26 @@ def test_store_returns_feedback_oldest_first(tmp_path: Path) -> None:
         assert store.feedback(cid) == [Judgment("q?", 3, True), Judgment("q?", 3, False)]
     finally:
         store.close()
+
+
+def test_exports_are_sealed_with_the_data_key_and_read_back_with_it(tmp_path: Path) -> None:
+    import os
+
+    from rag.errors import ConfigError
+    from rag.security.crypto import DataCipher
+
+    cipher = DataCipher((("k1", os.urandom(32)),))
+    row = {"query_id": "q1", "query": "zqsealed question about lamps", "positives": ["d1"],
+           "hard_negatives": [{"doc_id": "d2", "chunk_id": 7, "text": "zqsealed negative passage", "rank": 1}]}
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text(json.dumps(row) + "\n")
+    sealed = tmp_path / "sealed.jsonl"
+    from rag.security.crypto import write_export
+
+    write_export(sealed, json.dumps(row) + "\n", cipher)
+    assert b"zqsealed" not in sealed.read_bytes()
+    assert read_hard_negatives(sealed, cipher) == read_hard_negatives(plain) == [row]
+    with pytest.raises(ConfigError, match="RAG_ENCRYPTION__KEY_FILE"):
+        read_hard_negatives(sealed)
+    with pytest.raises(ConfigError):
+        read_hard_negatives(sealed, DataCipher((("k1", os.urandom(32)),)))

@@ -408,6 +408,37 @@ def test_admin_view_explains_why_it_is_refused(page, live: LiveServer) -> None: 
         driver.execute_script("sessionStorage.clear()")
 
 
+def test_admin_view_with_a_managed_write_key_shows_its_collections_and_refuses_creating_one(page, live: LiveServer, tmp_path) -> None:  # noqa: ANN001
+    import json
+
+    from rag.index.store import Store
+    from rag.security.keys import KeyRing
+
+    driver = page
+    # A keyring of its own, so the shared server goes back to having no keys once the test ends.
+    keys = Store(f"sqlite:///{tmp_path / 'keys.db'}")
+    ring = KeyRing(keys, cache_s=0.0)
+    writer = ring.create(collections=["guide"], scope="write", name="web").key
+    saved = live.app.state.keyring
+    live.app.state.keyring = ring
+    driver.execute_script(f"sessionStorage.setItem('rag.apiKey', {json.dumps(writer)})")
+    try:
+        load(driver, live.base + "/")
+        one(driver, "#tab-admin").click()
+        wait(driver, lambda d: one(d, "#admin-body").is_displayed(), 10, "a write key was refused the admin view")
+        wait(driver, lambda d: "guide" in one(d, "#collections-table").text, 10, "the key's collection is not listed")
+        assert "hostile" not in one(driver, "#collections-table").text
+        one(driver, "#new-collection").send_keys("keyed-new")
+        one(driver, "#create-form button[type=submit]").click()
+        wait(driver, lambda d: "scope 'admin'" in one(d, "#notice").text, 10, "creating a collection was not refused")
+        assert "keyed-new" not in one(driver, "#collections-table").text
+        assert not [c for c in live.store.collections() if c.name == "keyed-new"]
+    finally:
+        live.app.state.keyring = saved
+        driver.execute_script("sessionStorage.clear()")
+        keys.close()
+
+
 def test_key_is_asked_for_once_kept_in_the_tab_and_sent_as_a_bearer_header(page, live: LiveServer) -> None:  # noqa: ANN001
     from api.deps import get_settings
     from rag.config import load_settings
