@@ -107,13 +107,26 @@ def keys_revoke(
 def keys_audit(
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=100_000, help="rows to show, newest first")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="print the rows as JSON")] = False,
+    prune: Annotated[Optional[str], typer.Option("--prune", help="delete rows older than this (e.g. 90d) instead of showing rows")] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Show the newest audit_log rows: time, key id, status, method, route, collection (and query when kept)."""
-    from cli.main import _settings, _store, out
+    from cli.main import RagErrorExit, _settings, _store, out
+    from rag.errors import InputError
     from rag.security.audit import AuditLog
+    from rag.security.keys import parse_duration
 
-    rows = AuditLog(_store(_settings(config))).rows(limit)
+    log = AuditLog(_store(_settings(config)))
+    if prune is not None:
+        try:
+            age = parse_duration(prune, param="--prune")
+        except InputError as exc:
+            raise RagErrorExit(str(exc), 2) from None
+        if age is None:
+            raise RagErrorExit("--prune: give an age such as 90d", 2)
+        out.print(f"deleted {log.prune(age)} audit rows older than {prune}", highlight=False, markup=False)
+        return
+    rows = log.rows(limit)
     if as_json:
         out.print_json(json.dumps([
             {"created_at": r.created_at.isoformat(), "key_id": r.key_id, "status": r.status, "method": r.method,

@@ -77,3 +77,23 @@ def test_audit_shows_the_newest_rows(rag, tmp_path: Path) -> None:  # noqa: ANN0
         ["key=1", "200", "POST", "/v1/search", "a"],
     ]
     assert json.loads(rag("keys", "audit", "--json")[1])[1]["route"] == "/v1/search"
+
+
+def test_audit_prune_deletes_only_rows_older_than_the_age_given(rag, tmp_path: Path) -> None:  # noqa: ANN001
+    from datetime import timedelta
+
+    from rag.index.store import utcnow
+    from rag.security.audit import AuditEntry, AuditLog
+
+    store = Store(f"sqlite:///{tmp_path / 'data' / 'rag.db'}")
+    log = AuditLog(store)
+    log.record(AuditEntry(None, "", "POST", "/v1/search", "a", 200, created_at=utcnow() - timedelta(days=100)))
+    log.record(AuditEntry(None, "", "POST", "/v1/ask", "a", 200))
+    assert log.flush() == 2
+    code, _, err = rag("keys", "audit", "--prune", "3x")
+    assert code == 2 and "--prune" in err and "Traceback" not in err
+    code, out, err = rag("keys", "audit", "--prune", "90d")
+    assert code == 0, err
+    assert "deleted 1 audit rows older than 90d" in out
+    assert [r.route for r in log.rows()] == ["/v1/ask"]
+    store.close()

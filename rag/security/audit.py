@@ -12,10 +12,10 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
 
 from rag.index.store import utcnow
 from rag.security.keys import AuditRow, KeyRing, _aware
@@ -161,6 +161,16 @@ class AuditLog:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self.flush()
+
+    def prune(self, older_than: timedelta) -> int:
+        """Delete the rows written more than ``older_than`` ago; returns how many went.
+
+        The service never prunes on its own: the retention rule is the operator's
+        (``rag keys audit --prune 90d``).
+        """
+        cutoff = utcnow() - older_than
+        with self.store.session() as s, s.begin():
+            return int(s.execute(delete(AuditRow).where(AuditRow.created_at < cutoff)).rowcount or 0)
 
     def rows(self, limit: int = 1000) -> list[AuditEntry]:
         """The newest rows written, newest first (for tests and ``rag keys audit``)."""
