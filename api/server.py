@@ -45,23 +45,16 @@ def run(
     settings = for_queries(settings)
     host = host or settings.api.host
     port = settings.api.port if port is None else port
-    from rag.index.store import Store
-    from rag.security.keys import KeyRing
-
-    probe = Store(settings.sqlalchemy_url)
-    try:
-        keyed = bool(settings.api_keys) or KeyRing(probe).any_keys()
-    finally:
-        probe.close()
-    if not keyed and host not in ("127.0.0.1", "localhost", "::1"):
-        log(f"[yellow]no API keys configured (RAG_API_KEYS or `rag keys create`): binding to 127.0.0.1 instead of {host}[/]")
-        host = "127.0.0.1"
-    elif not keyed:
-        log("no API keys configured (RAG_API_KEYS or `rag keys create`): serving on 127.0.0.1 only, without authentication")
     if settings.log_queries:
         log("[yellow]query logging is on (RAG_LOG_QUERIES): the log will hold the text of every question[/]")
     with open_runtime(settings, reconcile=True, log=log) as runtime:
         p = runtime.pipeline
         app = create_app(settings, p, admin(settings, p.store, p.embedder) if admin is not None else None)
+        keyed = bool(settings.api_keys) or app.state.keyring.any_keys()
+        if not keyed and host not in ("127.0.0.1", "localhost", "::1"):
+            log(f"[yellow]no API keys configured (RAG_API_KEYS or `rag keys create`): binding to 127.0.0.1 instead of {host}[/]")
+            host = "127.0.0.1"
+        elif not keyed:
+            log("no API keys configured (RAG_API_KEYS or `rag keys create`): serving on 127.0.0.1 only, without authentication")
         log(f"serving on http://{host}:{port}: the page at /, OpenAPI docs at /docs")
         uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)

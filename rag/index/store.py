@@ -697,10 +697,7 @@ class Store:
     ) -> Iterator[list[tuple[int, str, str]]]:
         """Stream (chunk id, title, text) of the collection's chunks in the given states."""
         for rows in self._pages((ChunkRow.id, DocumentRow.title, ChunkRow.text), collection_id, states, batch):
-            if self.cipher is None:
-                yield [(int(r[0]), r[1] or "", r[2]) for r in rows]
-            else:
-                yield [(int(r[0]), self._open(r[1], _AAD_TITLE), self._open(r[2], _AAD_TEXT)) for r in rows]
+            yield [(int(r[0]), self._open(r[1], _AAD_TITLE), self._open(r[2], _AAD_TEXT)) for r in rows]
 
     def chunk_ids(self, collection_id: int, states: Sequence[str]) -> np.ndarray:
         """All chunk ids of the collection's documents in the given states, sorted."""

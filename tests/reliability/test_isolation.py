@@ -77,6 +77,17 @@ def _filters(rng: random.Random, sources: dict[str, str]) -> dict | None:
     return {"metadata": {"owner": {"in": rng.sample(list(MARKERS), 2)}}, "source_prefix": "/"}
 
 
+def _query_request(client, kind: str, rng: random.Random, query: str, col: str, top_ks: list[int],  # noqa: ANN001, ANN202
+                   sources: dict[str, str], chunk_ids: dict[str, list[int]], headers: dict[str, str]):
+    """A search (random filters) or a feedback on a random tenant's chunk, as a random caller sends it."""
+    if kind == "search":
+        return client.post("/v1/search", json={"query": query, "collection": col, "top_k": rng.choice(top_ks),
+                                               "filters": _filters(rng, sources)}, headers=headers)
+    victim = rng.choice(list(MARKERS))
+    return client.post("/v1/feedback", json={"query": query, "collection": col, "chunk_id": rng.choice(chunk_ids[victim]),
+                                             "relevant": True}, headers=headers)
+
+
 def test_random_keys_collections_and_filters_never_leak(tenants, embedder) -> None:  # noqa: ANN001
     settings, sources, chunk_ids = tenants
     client = make_client(settings, embedder, None)
@@ -97,13 +108,8 @@ def test_random_keys_collections_and_filters_never_leak(tenants, embedder) -> No
         other = rng.choice(list(MARKERS.values()))
         query = f"{rng.choice(TOPICS)} {other} confidential"
         kind = rng.choices(["search", "feedback", "chat", "list"], weights=[70, 15, 10, 5])[0]
-        if kind == "search":
-            r = client.post("/v1/search", json={"query": query, "collection": col, "top_k": rng.choice([1, 5, 20, 100]),
-                                                "filters": _filters(rng, sources)}, headers=headers)
-        elif kind == "feedback":
-            victim = rng.choice(list(MARKERS))
-            r = client.post("/v1/feedback", json={"query": query, "collection": col, "chunk_id": rng.choice(chunk_ids[victim]),
-                                                  "relevant": True}, headers=headers)
+        if kind in ("search", "feedback"):
+            r = _query_request(client, kind, rng, query, col, [1, 5, 20, 100], sources, chunk_ids, headers)
         elif kind == "chat":
             r = client.post("/v1/chat/completions", json={"model": col, "messages": [{"role": "user", "content": query}]}, headers=headers)
         else:
@@ -203,13 +209,8 @@ def test_random_requests_with_managed_keys_and_scopes_never_leak(tenants, embedd
             ["search", "feedback", "list", "admin-list", "admin-docs", "admin-delete", "admin-create", "admin-drop", "admin-stats"],
             weights=[45, 10, 5, 8, 10, 8, 5, 5, 4],
         )[0]
-        if kind == "search":
-            r = client.post("/v1/search", json={"query": query, "collection": col, "top_k": rng.choice([1, 5, 20]),
-                                                "filters": _filters(rng, sources)}, headers=headers)
-        elif kind == "feedback":
-            victim = rng.choice(list(MARKERS))
-            r = client.post("/v1/feedback", json={"query": query, "collection": col, "chunk_id": rng.choice(chunk_ids[victim]),
-                                                  "relevant": True}, headers=headers)
+        if kind in ("search", "feedback"):
+            r = _query_request(client, kind, rng, query, col, [1, 5, 20], sources, chunk_ids, headers)
         elif kind == "list":
             r = client.get("/v1/collections", headers=headers)
         elif kind == "admin-list":
