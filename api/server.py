@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from rag.config import Settings
 from rag.runtime import open_runtime
-from rag.threads import for_queries
+from rag.threads import for_queries, limit_malloc_arenas
 
 if TYPE_CHECKING:
     from api.serving.admin import AdminBackend
@@ -42,6 +42,7 @@ def run(
 
     from api.main import create_app
 
+    limit_malloc_arenas(settings.api.malloc_arenas)  # before models and worker threads allocate
     settings = for_queries(settings)
     host = host or settings.api.host
     port = settings.api.port if port is None else port

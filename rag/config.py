@@ -39,7 +39,12 @@ class EmbeddingConfig(_Section):
     """Embedding model settings."""
 
     model: str = Field(DEFAULT_EMBEDDING_MODEL, description="HF id or local path")
-    backend: Literal["torch", "onnx"] = "torch"
+    backend: Literal["torch", "onnx", "onnx-int8"] = Field(
+        "onnx",
+        description="onnx / onnx-int8: the model exported by the service to ONNX Runtime (cached under cache_dir, "
+        "checked against torch at every load; torch is used when the check fails); torch: sentence-transformers",
+    )
+    cache_dir: Path | None = Field(None, description="where ONNX exports are kept; default <data_dir>/models")
     batch_size: int = Field(64, ge=1, le=4096)
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     threads: int = Field(
@@ -47,6 +52,13 @@ class EmbeddingConfig(_Section):
     )
     query_prefix: str = ""
     document_prefix: str = ""
+    query_batch_max: int = Field(
+        32, ge=1, le=1024, description="queries of concurrent requests embedded in one batch, at most; 1: no batching"
+    )
+    query_batch_wait_ms: float = Field(
+        1.0, ge=0.0, le=20.0, description="longest wait for more queries once two are queued (a lone query never waits)"
+    )
+    query_batch_workers: int = Field(0, ge=0, le=64, description="threads embedding query batches; 0: one per core")
 
 
 class ChunkingConfig(_Section):
@@ -197,6 +209,10 @@ class VerifierConfig(_Section):
     min_retrieval_score: float = Field(-1e9, description="abstain when the best rerank score is below this")
     min_fusion_score: float = Field(0.0, ge=0.0, description="abstain when the best RRF score is below this (no reranker)")
     strict: bool = False
+    windows_per_claim: int = Field(
+        3, ge=0, le=64,
+        description="sentence windows embedded per claim, chosen by word overlap (0: whole sources and lexical spans only)",
+    )
 
 
 class ApiConfig(_Section):
@@ -214,6 +230,11 @@ class ApiConfig(_Section):
     )
     audit: bool = Field(True, description="write one audit_log row per /v1 call (key id, route, collection, status, time)")
     audit_queries: bool = Field(False, description="also store the query text in audit_log rows; off by default")
+    malloc_arenas: int = Field(
+        2, ge=0, le=1024,
+        description="glibc malloc arenas `rag serve` keeps (mallopt M_ARENA_MAX); 0: glibc's default of 8 per core, "
+        "whose per-thread arenas made the server's memory grow under load",
+    )
 
 
 class IngestConfig(_Section):
@@ -319,6 +340,8 @@ class Settings(BaseSettings):
     def _check(self) -> Settings:
         if len(self.api_keys) and any(not isinstance(c, list) for c in self.api_keys.values()):
             raise ValueError("api_keys values must be lists of collection names")
+        if self.embedding.cache_dir is None:  # ONNX exports live with the data unless put elsewhere
+            object.__setattr__(self, "embedding", self.embedding.model_copy(update={"cache_dir": self.data_dir / "models"}))
         return self
 
     @property

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from rag.answering import AnswerEvent, Answerer, AskEvent, Found, SourcesEvent, TokenEvent
 from rag.config import Settings
 from rag.embedding import Embedder
-from rag.errors import InputError
-from rag.index.reader import CollectionReader
+from rag.errors import InputError, NotFoundError
+from rag.index.reader import CollectionReader, ReaderCache
 from rag.index.store import Store
 from rag.interfaces import Generator, Planner, Reranker
 from rag.planning import ConversationRewriter, build_planners
 from rag.privacy import KINDS, AnswerPolicy, Redactor, StreamGuard
 from rag.retrieval.hybrid import HybridRetriever, RetrievalResult
-from rag.types import Answer, Evidence, Filters, Plan, ScoredChunk, Timings, Turn
+from rag.types import Answer, Chunk, Evidence, Filters, Plan, ScoredChunk, Timings, Turn
 from rag.verify.support import HybridSupportScorer
 from rag.verify.verifier import Verifier
 
@@ -89,7 +90,11 @@ class RagPipeline:
         self.reranker = reranker
         self.reranker_status = reranker_status or ComponentStatus(reranker is not None)
         self.generator = generator
-        self.verifier = Verifier(settings.verifier, HybridSupportScorer(embedder.embed_documents))
+        self.verifier = Verifier(
+            settings.verifier,
+            HybridSupportScorer(embedder.embed_documents, windows=settings.verifier.windows_per_claim),
+            self._stored_vectors,
+        )
         self.planners = build_planners(settings.planner, generator, self._count_tokens)
         self.answerer = Answerer(
             settings,
@@ -101,8 +106,10 @@ class RagPipeline:
             planners=self.planners,
             rewriter=ConversationRewriter(settings.planner, generator, self._count_tokens),
         )
-        self._readers: dict[str, CollectionReader] = {}
-        self._lock = threading.Lock()
+        self._readers = ReaderCache(
+            lambda info: CollectionReader(self.settings, self.store, info, self.embedder),
+            lambda: {c.id for c in self.store.collections()},
+        )
 
     # collections ---------------------------------------------------------------------------
 
@@ -112,15 +119,12 @@ class RagPipeline:
         Raises:
             NotFoundError: the collection does not exist.
         """
-        info = self.store.collection(collection)
-        with self._lock:
-            reader = self._readers.get(collection)
-            if reader is None or reader.info.id != info.id:
-                reader = CollectionReader(self.settings, self.store, info, self.embedder)
-                self._readers[collection] = reader
-            else:
-                reader.refresh()
-        return reader
+        try:
+            info = self.store.collection(collection)
+        except NotFoundError:
+            self._readers.discard(collection)  # a dropped collection's indexes leave memory
+            raise
+        return self._readers.get(info)
 
     def retriever(self, collection: str) -> HybridRetriever:
         """Hybrid retrieval over the collection (fresh as of this call)."""
@@ -186,6 +190,22 @@ class RagPipeline:
     def _found(self, collection: str, query: str, top_k: int | None, filters: Filters | None) -> Found:
         found = self.search(collection, query, top_k, filters)
         return Found(found.results, found.timings, found.pipeline)
+
+    def _stored_vectors(self, chunks: Sequence[Chunk]) -> list[np.ndarray | None]:
+        """The vector stored with each chunk (decrypted by the store), or None when there is none.
+
+        The verifier uses them instead of embedding the cited chunks again; a vector of another
+        dimension than the embedder's (a chunk not from a collection of this model) is left out.
+        """
+        rows: dict[int, np.ndarray] = {}
+        out: list[np.ndarray | None] = []
+        for chunk in chunks:
+            if chunk.document_id not in rows:
+                rows[chunk.document_id] = self.store.document_vectors(chunk.document_id)
+            stored = rows[chunk.document_id]
+            fits = stored.ndim == 2 and stored.shape[1] == self.embedder.dim and 0 <= chunk.ordinal < len(stored)
+            out.append(stored[chunk.ordinal] if fits else None)
+        return out
 
     def _count_tokens(self, text: str) -> int:
         return len(self.embedder.tokenizer.tokenize(text))

@@ -6,16 +6,28 @@ and on a busy machine they fight: on the 2-core benchmark machine a one-sentence
 spin against the request threads. Query-serving processes (``rag serve``, the latency part of
 ``rag bench``) therefore run one torch and one FAISS thread per request; ingestion keeps all
 cores for its large batches.
+
+A serving process also caps glibc's malloc arenas (:func:`limit_malloc_arenas`). glibc gives
+threads that contend for the allocator arenas of their own, up to 8 per core, and never hands an
+arena's freed pages back while anything near its top is live. A server runs up to 40 request
+threads (Starlette's threadpool), each allocating tokenizer, tensor and response buffers, so
+every arena grows to its own high-water mark (docs/reliability.md, "Memory under load").
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 from collections.abc import Iterator
 
 from rag.config import Settings
 
 QUERY_THREADS = 1
+SERVER_MALLOC_ARENAS = 2
+"""Arenas a query-serving process keeps: the main one and one for all other threads."""
+
+_M_ARENA_MAX = -8  # mallopt parameter number, from glibc's malloc.h
 
 
 def for_queries(settings: Settings) -> Settings:
@@ -47,3 +59,27 @@ def query_threads() -> Iterator[None]:
     finally:
         torch.set_num_threads(torch_before)
         faiss.omp_set_num_threads(faiss_before)
+
+
+def limit_malloc_arenas(arenas: int = SERVER_MALLOC_ARENAS) -> bool:
+    """Cap the number of glibc malloc arenas of this process (``mallopt(M_ARENA_MAX, arenas)``).
+
+    Call it before the process starts its worker threads: arenas that already exist are kept,
+    the cap only stops new ones. Same effect as ``MALLOC_ARENA_MAX`` in the environment.
+
+    Args:
+        arenas: the most arenas; 0 leaves glibc's default (8 per core).
+
+    Returns:
+        True when the cap was set; False for ``arenas=0`` or a C library without ``mallopt``
+        (musl, macOS), where nothing changes.
+    """
+    if arenas <= 0:
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    return mallopt(_M_ARENA_MAX, arenas) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +17,10 @@ from rag.embedding import Embedder
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "datasets"
 PG_URL = os.environ.get("RAG_TEST_POSTGRES_URL", "")
+
+# Every test (and the rag processes tests start) shares one ONNX export of the embedder instead of
+# exporting again under each temporary data dir; entries are keyed by the weights, so reuse is safe.
+os.environ.setdefault("RAG_EMBEDDING__CACHE_DIR", str(Path(tempfile.gettempdir()) / "rag-tests-models"))
 
 
 def shared_dataset(name: str) -> Path:

@@ -1,12 +1,15 @@
-"""Throughput of the HTTP API: ``POST /v1/search`` with 1, 4 and 16 concurrent clients over loopback.
+"""Throughput of the HTTP API: ``POST /v1/search`` (no rerank) with 1, 8 and 32 concurrent clients over loopback.
 
-``eval`` may not import ``api``: the server is started with the ``rag serve`` command in a subprocess.
+``eval`` may not import ``api``: the server is started with the ``rag serve`` command in a subprocess. Its CPU
+time (user + system, from ``/proc``) per answered request gives the ideal rate, cores / CPU seconds of one search,
+against which the measured rate is judged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import subprocess
 import sys
 import tempfile
@@ -26,6 +29,7 @@ from eval.bench.common import (
     cli_env,
     stats_json,
 )
+from rag.config import cpu_count
 from rag.runtime.processes import free_port, stop_process
 
 READY_TIMEOUT_S = 300
@@ -40,15 +44,18 @@ class ClientLoad:
     errors: int
     rps: float
     latency: LatencyStats | None
+    cpu_ms_per_request: float | None = None
 
     def to_json(self) -> JsonDict:
-        """``{"requests", "errors", "rps", "latency_ms"}``."""
-        return {"requests": self.requests, "errors": self.errors, "rps": self.rps, "latency_ms": stats_json(self.latency)}
+        """``{"requests", "errors", "rps", "latency_ms", "server_cpu_ms_per_request"}``."""
+        return {"requests": self.requests, "errors": self.errors, "rps": self.rps, "latency_ms": stats_json(self.latency),
+                "server_cpu_ms_per_request": self.cpu_ms_per_request}
 
     @classmethod
     def from_json(cls, clients: int, data: Mapping[str, Any]) -> ClientLoad:
         """The inverse of :meth:`to_json`."""
-        return cls(clients, data["requests"], data["errors"], data["rps"], LatencyStats.from_json(data["latency_ms"]))
+        return cls(clients, data["requests"], data["errors"], data["rps"], LatencyStats.from_json(data["latency_ms"]),
+                   data.get("server_cpu_ms_per_request"))
 
 
 @dataclass(frozen=True)
@@ -68,12 +75,25 @@ class ApiLoadResult:
     loads: tuple[ClientLoad, ...] = ()
     error: str | None = None
     skipped: bool = False
+    cores: int = 0
+
+    @property
+    def ideal_rps(self) -> float | None:
+        """Cores divided by the server's CPU seconds per search with one client (no queueing, no batching)."""
+        one = next((x for x in self.loads if x.clients == 1), None)
+        if one is None or not one.cpu_ms_per_request or not self.cores:
+            return None
+        return round(self.cores * 1000.0 / one.cpu_ms_per_request, 1)
+
+    def load(self, clients: int) -> ClientLoad | None:
+        """The result at ``clients`` concurrent clients, if measured."""
+        return next((x for x in self.loads if x.clients == clients), None)
 
     def to_json(self) -> JsonDict:
         """The ``api_throughput`` object: ``{"skipped": true}``, or size, chunks and one entry per client count."""
         if self.skipped:
             return {"skipped": True}
-        out: JsonDict = {"size": self.size, "chunks": self.chunks}
+        out: JsonDict = {"size": self.size, "chunks": self.chunks, "cores": self.cores, "ideal_rps": self.ideal_rps}
         if self.error is not None:
             out["error"] = self.error
         out.update({str(load.clients): load.to_json() for load in self.loads})
@@ -85,7 +105,7 @@ class ApiLoadResult:
         if data.get("skipped"):
             return cls(skipped=True)
         loads = tuple(ClientLoad.from_json(int(k), v) for k, v in data.items() if k.isdigit())
-        return cls(data.get("size", ""), data.get("chunks", 0), loads, data.get("error"))
+        return cls(data.get("size", ""), data.get("chunks", 0), loads, data.get("error"), cores=data.get("cores", 0))
 
 
 def _wait_ready(proc: subprocess.Popen, log: Any, base: str) -> str | None:
@@ -106,8 +126,8 @@ def _wait_ready(proc: subprocess.Popen, log: Any, base: str) -> str | None:
 
 
 def measure_api(data_dir: Path, collection: str, queries: list[str], seconds: float, say: Callable[[str], None],
-                *, size: str = "", chunks: int = 0) -> ApiLoadResult:
-    """Requests per second and latency of ``POST /v1/search`` with 1, 4 and 16 concurrent clients, over loopback.
+                *, size: str = "", chunks: int = 0, models: Path | None = None) -> ApiLoadResult:
+    """Requests per second, latency and server CPU per request of ``POST /v1/search`` (no rerank) per client count.
 
     Args:
         data_dir: the data dir holding ``collection`` (the server opens it; nothing else may hold it).
@@ -117,24 +137,37 @@ def measure_api(data_dir: Path, collection: str, queries: list[str], seconds: fl
         say: where progress lines go.
         size: the level's label, for the report.
         chunks: chunks in the collection, for the report.
+        models: the ONNX export cache the server shares (see ``cli_env``).
     """
     port = free_port()
     log = tempfile.TemporaryFile()
+    env = {**cli_env(data_dir, models), "RAG_RERANKER__MODEL": ""}  # search only: the reranker has its own target
     proc = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                            cwd=REPO, env=cli_env(data_dir), stdout=log, stderr=subprocess.STDOUT)
+                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         error = _wait_ready(proc, log, base)
         if error is not None:
             return ApiLoadResult(size, chunks, error=error)
         say(f"API ready on {base}; {seconds:.0f} s per client count")
-        return ApiLoadResult(size, chunks, asyncio.run(_drive(base, collection, queries, seconds)))
+        loads = asyncio.run(_drive(base, collection, queries, seconds, lambda: _cpu_seconds(proc.pid)))
+        return ApiLoadResult(size, chunks, loads, cores=cpu_count())
     finally:
         stop_process(proc, timeout_s=20)
         log.close()
 
 
-async def _drive(base: str, collection: str, queries: list[str], seconds: float) -> tuple[ClientLoad, ...]:
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` so far (None where ``/proc`` is absent)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _drive(base: str, collection: str, queries: list[str], seconds: float,
+                 cpu: Callable[[], float | None]) -> tuple[ClientLoad, ...]:
     import httpx
 
     out = []
@@ -157,8 +190,9 @@ async def _drive(base: str, collection: str, queries: list[str], seconds: float)
                         errors += 1
                     lat.append((time.perf_counter() - t) * 1000.0)
 
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), cpu()
             await asyncio.gather(*(worker() for _ in range(clients)))
-            elapsed = time.perf_counter() - t0
-            out.append(ClientLoad(clients, len(lat), errors, round(len(lat) / elapsed, 2), LatencyStats.of(lat)))
+            elapsed, cpu1 = time.perf_counter() - t0, cpu()
+            per = round((cpu1 - cpu0) * 1000.0 / len(lat), 2) if lat and cpu0 is not None and cpu1 is not None else None
+            out.append(ClientLoad(clients, len(lat), errors, round(len(lat) / elapsed, 2), LatencyStats.of(lat), per))
     return tuple(out)

@@ -1,7 +1,7 @@
 """Embedding backends on CPU (torch, ONNX Runtime fp32 and int8) and, where one is visible, the GPU.
 
-The ONNX models are exported here with :mod:`rag.onnx_export`; each backend embeds the same sample
-of chunks and is compared with torch (mean cosine) and on the adi dataset (dense nDCG@10).
+The ONNX models are the service's own cached exports (:mod:`rag.embedding.onnx`); each backend embeds the same
+sample of chunks and is compared with torch (mean cosine) and on the adi dataset (dense nDCG@10).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from eval.bench.common import (
     REPO,
     JsonDict,
     LatencyStats,
-    failure,
     stats_json,
     timed,
 )
@@ -28,9 +27,8 @@ from eval.bench.corpus import BaseCorpus, iter_replicas, read_records
 from eval.datasets import load_beir
 from eval.metrics import ndcg
 from rag.chunking import embedding_text
-from rag.config import Settings, cpu_count
+from rag.config import Settings
 from rag.embedding import Embedder
-from rag.onnx_export import TOKEN_AXES, export_transformer, quantize_int8
 
 ADI_DATASET = REPO.parent / "shared" / "datasets" / "adi"
 GPU_FLAT_VECTORS = 100_000
@@ -65,7 +63,7 @@ class BackendsResult:
 
     Attributes:
         sample_chunks: chunks embedded per backend.
-        rag_onnx_backend: ``loads``, or why ``RAG_EMBEDDING__BACKEND=onnx`` is unavailable here.
+        rag_onnx_backend: the backend the configured embedder runs on here (``onnx`` by default).
         onnx: how the ONNX models were made, or why they were skipped.
         backends: torch first, then the ONNX models that were exported.
     """
@@ -116,60 +114,25 @@ class GpuResult:
                    LatencyStats.from_json(flat.get("latency_ms")), data.get("skipped"))
 
 
-def _onnx_export(embedder: Embedder, directory: Path) -> tuple[Path, Path]:
-    """Export the embedder's transformer to ONNX (fp32, last hidden state), and a dynamically quantised int8 copy."""
-    model = embedder.model[0].auto_model.eval()
-    example = embedder.tokenizer(["a b c", "d e"], padding=True, return_tensors="pt")
-    fp32 = export_transformer(model, example, directory / "model.onnx", lambda m, x: m(**x).last_hidden_state,
-                              output_name="h", output_axes=TOKEN_AXES)
-    return fp32, quantize_int8(fp32, directory / "model.int8.onnx", per_channel=True)
-
-
-def _onnx_encoder(path: Path, embedder: Embedder) -> Encoder:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = cpu_count()
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    wanted = {i.name for i in session.get_inputs()}
-    tok = embedder.tokenizer
-    batch = embedder.config.batch_size
-
-    def encode(texts: list[str]) -> np.ndarray:
-        order = np.argsort([-len(t) for t in texts], kind="stable")
-        out = np.zeros((len(texts), embedder.dim), np.float32)
-        for s in range(0, len(texts), batch):
-            idx = order[s : s + batch]
-            enc = tok([texts[i] for i in idx], padding=True, truncation=True, max_length=embedder.max_seq_length, return_tensors="np")
-            feed = {k: v.astype(np.int64) for k, v in enc.items() if k in wanted}
-            h = session.run(None, feed)[0]
-            mask = enc["attention_mask"][..., None].astype(np.float32)
-            e = (h * mask).sum(1) / np.maximum(mask.sum(1), 1e-9)
-            out[idx] = e / np.linalg.norm(e, axis=1, keepdims=True)
-        return out
-
-    return encode
-
-
-def _encoders(embedder: Embedder, work: Path) -> tuple[dict[str, Encoder], str]:
-    encoders: dict[str, Encoder] = {"torch": embedder.embed_documents}
-    try:
-        fp32, int8 = _onnx_export(embedder, work)
-        encoders["onnx_fp32"] = _onnx_encoder(fp32, embedder)
-        encoders["onnx_int8"] = _onnx_encoder(int8, embedder)
-    except Exception as exc:  # onnxruntime missing or export failed: torch only
-        return encoders, f"skipped: {failure(exc)}"
-    return encoders, "exported here with torch.onnx.export; int8 by onnxruntime quantize_dynamic (per channel)"
+def _encoders(settings: Settings) -> tuple[dict[str, Encoder], str]:
+    """torch, and the service's own ONNX exports (fp32, int8) of the configured model, on CPU."""
+    base = settings.embedding.model_copy(update={"device": "cpu"})
+    encoders: dict[str, Encoder] = {"torch": Embedder(base.model_copy(update={"backend": "torch"})).embed_documents}
+    notes = []
+    for name, backend in (("onnx_fp32", "onnx"), ("onnx_int8", "onnx-int8")):
+        emb = Embedder(base.model_copy(update={"backend": backend})).warm_up()
+        if emb.backend != backend:  # the export failed its check or could not be made: the log says why
+            notes.append(f"{backend} unavailable (fell back to {emb.backend})")
+            continue
+        encoders[name] = emb.embed_documents
+        notes.append(f"{backend}: cosine to torch on the load check {emb.onnx_cosine}")
+    return encoders, "the service's export (rag/embedding/onnx.py); " + "; ".join(notes)
 
 
 def measure_backends(settings: Settings, embedder: Embedder, sample: list[str], work: Path) -> BackendsResult:
     """Embedding throughput of torch, ONNX Runtime fp32 and int8 on CPU, with their agreement and adi nDCG@10."""
-    try:
-        Embedder(settings.embedding.model_copy(update={"backend": "onnx", "device": "cpu"})).warm_up()
-        ours = "loads"
-    except Exception as exc:  # report why the configured ONNX backend is unusable here
-        ours = f"unavailable: {failure(exc)}"
-    encoders, onnx = _encoders(embedder, work)
+    ours = embedder.warm_up().backend
+    encoders, onnx = _encoders(settings)
     reference = None
     rows = []
     for name, encode in encoders.items():

@@ -21,7 +21,7 @@ TOP_K = 10
 NOISE_SIGMA = 0.01
 HNSW_EF_SWEEP = (16, 32, 64, 128, 256)
 IVF_NPROBE_SWEEP = (4, 8, 16, 32, 64)
-API_CLIENTS = (1, 4, 16)
+API_CLIENTS = (1, 8, 32)
 WARM_UP = 3
 """Queries run first and left out of every latency summary."""
 _WORD = re.compile(r"\w+")
@@ -114,9 +114,15 @@ def size_label(n: int) -> str:
     return f"{n // 1_000_000}M" if n >= 1_000_000 else f"{round(n / 1000)}k" if n >= 1000 else str(n)
 
 
-def cli_env(data_dir: Path) -> dict[str, str]:
-    """Environment for a ``rag`` subprocess on ``data_dir``: SQLite, no generator, quiet logs."""
+def cli_env(data_dir: Path, models: Path | None = None) -> dict[str, str]:
+    """Environment for a ``rag`` subprocess on ``data_dir``: SQLite, no generator, quiet logs.
+
+    ``models`` is the ONNX export cache to share (``EmbeddingConfig.cache_dir``), so the subprocess
+    does not export the embedder again under its scratch data dir.
+    """
     env = dict(os.environ)
+    if models is not None:
+        env["RAG_EMBEDDING__CACHE_DIR"] = str(Path(models).resolve())
     env.update({
         "RAG_DATA_DIR": str(data_dir),
         "RAG_DATABASE_URL": "",

@@ -76,14 +76,14 @@ def _first_documents(dataset: Path, n_docs: int, path: Path) -> Path:
     return path
 
 
-def measure_ingest(dataset: Path | None, n_docs: int, work: Path) -> IngestResult:
-    """``rag ingest --json`` on the first ``n_docs`` documents: chunks/s and time per stage."""
+def measure_ingest(dataset: Path | None, n_docs: int, work: Path, models: Path | None = None) -> IngestResult:
+    """``rag ingest --json`` on the first ``n_docs`` documents: chunks/s and time per stage (``models``: see ``cli_env``)."""
     if dataset is None:
         return IngestResult(skipped="no dataset")
     corpus = _first_documents(dataset, n_docs, work / "ingest" / "corpus.jsonl")
     t = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "cli.main", "ingest", str(corpus), "--json", "-c", "bench-ingest", "--create"],
-                          cwd=REPO, env=cli_env(work / "ingest" / "data"), capture_output=True, text=True,
+                          cwd=REPO, env=cli_env(work / "ingest" / "data", models), capture_output=True, text=True,
                           timeout=INGEST_TIMEOUT_S)
     wall = time.perf_counter() - t
     if proc.returncode != 0:

@@ -34,6 +34,7 @@ class BenchPlan:
         api_seconds: seconds per client count against the running API (0: skip).
         ingest_docs: documents ingested through ``rag ingest`` (0: skip).
         backend_sample: chunks embedded per embedding backend (0: skip).
+        verify_runs: fresh runtimes in which the demo's answer is verified cold (0: skip).
         large_ef_construction: HNSW efConstruction for index-only sizes (build time).
         peers: run the peer systems.
         haystack: include Haystack when it is installed.
@@ -49,6 +50,7 @@ class BenchPlan:
     api_seconds: float = 8.0
     ingest_docs: int = 100
     backend_sample: int = 64
+    verify_runs: int = 5
     large_ef_construction: int = 32
     peers: bool = True
     haystack: bool = True
@@ -62,7 +64,7 @@ class BenchPlan:
     def quick(cls) -> BenchPlan:
         """10k chunks and the peers, no 1M (under 10 minutes once the corpus vectors are cached)."""
         return cls(sizes=(10_000,), index_only_sizes=(), queries=150, slow_queries=10, quality_queries=100,
-                   api_seconds=4.0, ingest_docs=40, backend_sample=48)
+                   api_seconds=4.0, ingest_docs=40, backend_sample=48, verify_runs=3)
 
 
 @dataclass(frozen=True)

@@ -199,12 +199,30 @@ def _api_section(report: BenchReport) -> list[str]:
     if api.skipped:
         return []
     lines = [f"## API throughput: `POST /v1/search` over loopback at {api.size} ({api.chunks} chunks)", ""]
-    if report.reranker.enabled:
-        lines += ["Each request includes the rerank stage (the server runs with the reranker above).", ""]
+    lines += ["Search only: the server runs without the reranker. The ideal rate is the cores divided by the server's "
+              f"CPU time per request with one client: {api.ideal_rps} req/s on {api.cores} cores.", ""]
     if api.error is not None:
         lines += [f"error: {api.error}", ""]
-    rows = [[str(v.clients), v.requests, v.errors, v.rps, _ms(v.latency), _ms(v.latency, "p99")] for v in api.loads]
-    return lines + _table(["clients", "requests", "errors", "req/s", "p50 ms", "p99 ms"], rows)
+    ideal = api.ideal_rps
+    rows = [[str(v.clients), v.requests, v.errors, v.rps, _ms(v.latency), _ms(v.latency, "p99"),
+             v.cpu_ms_per_request if v.cpu_ms_per_request is not None else "—",
+             round(v.rps / ideal, 2) if ideal else "—"] for v in api.loads]
+    return lines + _table(["clients", "requests", "errors", "req/s", "p50 ms", "p99 ms", "server CPU ms/request",
+                           "share of ideal"], rows)
+
+
+def _verify_section(report: BenchReport) -> list[str]:
+    v = report.verify
+    if v is None:
+        return []
+    lines = ["## Verify stage on the demo's answer", ""]
+    if v.error is not None:
+        return lines + [f"error: {v.error}", ""]
+    lines += [f"{v.claims} claims against {v.sources} sources ({v.supported} judged supported). Cold: one verify per "
+              "fresh runtime, as the demo's first question; warm: the same answer again in one runtime.", ""]
+    return lines + _table(["", "p50 ms", "p90 ms", "p99 ms"],
+                          [["cold", _ms(v.cold), _ms(v.cold, "p90"), _ms(v.cold, "p99")],
+                           ["warm", _ms(v.warm), _ms(v.warm, "p90"), _ms(v.warm, "p99")]])
 
 
 def _ingest_and_backends(report: BenchReport) -> list[str]:
@@ -246,7 +264,7 @@ def _memory_and_gpu(report: BenchReport) -> list[str]:
 
 def markdown(report: BenchReport) -> str:
     """The Markdown summary: targets, ratios, per-stage latency, peers, API, ingestion, backends, memory."""
-    lines = _header(report) + _summary(report) + _peer_sections(report.sizes) + _api_section(report)
+    lines = _header(report) + _summary(report) + _peer_sections(report.sizes) + _api_section(report) + _verify_section(report)
     lines += _ingest_and_backends(report) + _memory_and_gpu(report)
     return "\n".join(lines)
 

@@ -18,6 +18,7 @@ from eval.bench.ingest import IngestResult
 from eval.bench.levels import SizeResult, size_from_json
 from eval.bench.plan import MachineInfo
 from eval.bench.targets import Ratio, Target, ratios_from_json, ratios_json
+from eval.bench.verify import VerifyResult
 from rag.errors import InputError
 
 BENCH_KEYS: tuple[str, ...] = ("machine", "corpus", "sizes", "targets", "ratios")
@@ -109,6 +110,7 @@ class BenchReport:
         embedding_backends: embedding backends (None: not planned).
         gpu: the GPU measurements, or why there are none.
         seconds: wall time of the run.
+        verify: the verify stage on the demo's answer (None: not planned).
         targets: the targets, each met or not.
         ratios: the speed ratios.
     """
@@ -125,6 +127,7 @@ class BenchReport:
     embedding_backends: BackendsResult | None
     gpu: GpuResult
     seconds: float
+    verify: VerifyResult | None = None
     targets: tuple[Target, ...] = ()
     ratios: tuple[Ratio, ...] = field(default=())
 
@@ -139,6 +142,8 @@ class BenchReport:
             out["ingestion"] = self.ingestion.to_json()
         if self.embedding_backends is not None:
             out["embedding_backends"] = self.embedding_backends.to_json()
+        if self.verify is not None:
+            out["verify"] = self.verify.to_json()
         out.update({"gpu": self.gpu.to_json(), "seconds": self.seconds,
                     "targets": [t.to_json() for t in self.targets], "ratios": ratios_json(self.ratios)})
         return out
@@ -163,5 +168,6 @@ class BenchReport:
             ingestion=IngestResult.from_json(ingestion) if ingestion else None,
             embedding_backends=BackendsResult.from_json(backends) if backends else None,
             gpu=GpuResult.from_json(data.get("gpu") or {}), seconds=data.get("seconds"),
+            verify=VerifyResult.from_json(data["verify"]) if data.get("verify") else None,
             targets=tuple(Target.from_json(t) for t in data["targets"]), ratios=ratios_from_json(data["ratios"]),
         )

@@ -14,6 +14,7 @@ import numpy as np
 from rich.console import Console
 
 from eval.bench.api_load import ApiLoadResult, measure_api
+from eval.bench.verify import measure_verify
 from eval.bench.backends import measure_backends, measure_gpu
 from eval.bench.build import build_collection
 from eval.bench.common import (
@@ -36,6 +37,7 @@ from rag.embedding import Embedder
 from rag.pipeline import ComponentStatus
 from rag.rerank.cross_encoder import Reranker
 from rag.runtime import load_reranker, open_runtime
+from rag.threads import QUERY_THREADS
 
 Say = Callable[[str], None]
 
@@ -82,7 +84,7 @@ def _database_levels(settings: Settings, plan: BenchPlan, base: BaseCorpus, embe
         if plan.api_seconds and i == len(plan.sizes) - 1:
             say(f"{label}: API throughput with {API_CLIENTS} clients")
             api = measure_api(data_dir, name, list(base.queries.values()), plan.api_seconds, say, size=label,
-                              chunks=level.n)
+                              chunks=level.n, models=settings.embedding.cache_dir)
         del level
     return sizes, api
 
@@ -132,7 +134,11 @@ def run_bench(
     say: Say = (lambda m: console.print(f"[bold]bench[/] {m}", highlight=False)) if console else (lambda m: None)
     t_run = time.perf_counter()
     machine, started = machine_info(), time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    searcher = embedder  # a caller's embedder serves both; otherwise queries get rag serve's one thread per call
     embedder = (embedder or Embedder(settings.embedding)).warm_up()
+    if searcher is None:
+        threads = settings.embedding.threads or QUERY_THREADS
+        searcher = Embedder(settings.embedding.model_copy(update={"threads": threads})).warm_up()
     base = load_base(settings, embedder, plan, say)
     config = BenchConfig(CANDIDATES, TOP_K, settings.retrieval.rrf_k, settings.dense.model_dump(),
                          plan.large_ef_construction)
@@ -140,7 +146,7 @@ def run_bench(
     work = Path(tempfile.mkdtemp(prefix="rag-bench-", dir=_work_parent(settings)))
     reranker = load_reranker(settings)
     try:
-        sizes, api = _database_levels(settings, plan, base, embedder, reranker, queries, work, say)
+        sizes, api = _database_levels(settings, plan, base, searcher, reranker, queries, work, say)
         for target in plan.index_only_sizes:
             label = size_label(target)
             say(f"{label}: index-only build (HNSW efConstruction={plan.large_ef_construction})")
@@ -149,17 +155,21 @@ def run_bench(
         ingestion = backends = None
         if plan.ingest_docs:
             say(f"ingestion of {plan.ingest_docs} documents through `rag ingest`")
-            ingestion = measure_ingest(plan.dataset, plan.ingest_docs, work)
+            ingestion = measure_ingest(plan.dataset, plan.ingest_docs, work, settings.embedding.cache_dir)
         sample = base.bodies()[: plan.backend_sample]
         if plan.backend_sample:
             say(f"embedding backends on {len(sample)} chunks")
             backends = measure_backends(settings, embedder, sample, work)
         gpu = measure_gpu(settings, base, sample or [b.title for b in base.docs[:64]])
+        verify = None
+        if plan.verify_runs:
+            say("verify stage on the demo's answer")
+            verify = measure_verify(settings, work, say, cold_runs=plan.verify_runs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report = BenchReport(mode, machine, started, _corpus_info(settings, plan, base, embedder), config,
                          _reranker_info(settings, *reranker), sizes, api, ingestion, backends, gpu,
-                         round(time.perf_counter() - t_run, 1))
+                         round(time.perf_counter() - t_run, 1), verify)
     report = replace(report, targets=targets(report), ratios=ratios(report.sizes))
     write_bench_report(out_dir, report)
     if console is not None:

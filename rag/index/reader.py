@@ -9,7 +9,9 @@ shards would offer the same two attributes, merging its shards' hits.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 
 from rag.config import Settings
 from rag.embedding import Embedder
@@ -70,6 +72,57 @@ class CollectionReader:
         return bytes_on_disk(self.directory)
 
 
+class ReaderCache:
+    """The open readers of a process, one per collection, at most ``max_readers`` of them.
+
+    A reader holds its collection's FAISS index in memory, so the cache must not outlive the
+    collections: a reader whose collection was dropped (or dropped and made again under the same
+    name) is closed the next time any reader is opened, and :meth:`discard` closes one at once.
+    Beyond ``max_readers`` the least recently used reader is closed; searching it again reopens it.
+
+    Args:
+        open_reader: opens a reader for a collection.
+        live: the ids of the collections that exist now (asked only when a reader is opened).
+        max_readers: how many readers stay open.
+
+    Raises:
+        ValueError: ``max_readers`` below 1.
+    """
+
+    def __init__(
+        self, open_reader: Callable[[CollectionInfo], CollectionReader], live: Callable[[], set[int]], max_readers: int = 64
+    ) -> None:
+        if max_readers < 1:
+            raise ValueError(f"max_readers must be at least 1, got {max_readers}")
+        self._open, self._live, self.max_readers = open_reader, live, max_readers
+        self._readers: OrderedDict[str, CollectionReader] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._readers)
+
+    def get(self, info: CollectionInfo) -> CollectionReader:
+        """The reader of ``info``, refreshed; opened when there is none or its collection changed."""
+        with self._lock:
+            reader = self._readers.get(info.name)
+            if reader is not None and reader.info.id == info.id:
+                self._readers.move_to_end(info.name)
+                reader.refresh()
+                return reader
+            live = self._live()
+            for name in [n for n, r in self._readers.items() if r.info.id not in live or n == info.name]:
+                del self._readers[name]
+            reader = self._readers[info.name] = self._open(info)
+            while len(self._readers) > self.max_readers:
+                self._readers.popitem(last=False)
+            return reader
+
+    def discard(self, name: str) -> None:
+        """Close the reader of collection ``name``, if one is open (its collection is gone)."""
+        with self._lock:
+            self._readers.pop(name, None)
+
+
 class _IndexRetriever:
     """What both index-backed retrievers share: the :class:`~rag.interfaces.Retriever` verb over ``hits``."""
 
@@ -123,7 +176,7 @@ class DenseRetriever(_IndexRetriever):
         """At most ``n`` dense hits inside ``restriction`` (timed as ``embed`` and ``dense``)."""
         clock = clock or Stopwatch()
         with clock("embed"):
-            vector = query.vector if query.vector is not None else self.embedder.embed_queries([query.text])[0]
+            vector = query.vector if query.vector is not None else self.embedder.embed_query(query.text)
         with clock("dense"):
             if restriction.nothing:
                 return []

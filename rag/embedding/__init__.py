@@ -1,0 +1,183 @@
+"""Sentence embeddings: batched, L2-normalised, searched by inner product (= cosine).
+
+The model is a sentence-transformers model; it runs on ONNX Runtime by default (``RAG_EMBEDDING__BACKEND``
+``onnx`` or ``onnx-int8``, exported and checked by :mod:`rag.embedding.onnx`) and on torch otherwise, or
+when the export cannot be used here (the reason is logged once, naming the setting).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from rag.config import EmbeddingConfig, cpu_count
+from rag.embedding.batching import QueryBatcher
+from rag.models import load_model, resolve_device
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CACHE = Path(".rag") / "models"
+"""Where exports go when ``EmbeddingConfig.cache_dir`` is unset (``Settings`` sets it to ``<data_dir>/models``)."""
+
+
+class Embedder:
+    """Embeds texts with a sentence-transformers model.
+
+    ``__init__`` is cheap; :meth:`warm_up` loads the model (and its ONNX export).
+
+    Example:
+        >>> embedder = Embedder(settings.embedding).warm_up()  # doctest: +SKIP
+        >>> passages = embedder.embed_documents(["Travel is approved by your manager."])  # doctest: +SKIP
+        >>> passages.shape, embedder.dim, embedder.backend  # doctest: +SKIP
+        ((1, 384), 384, 'onnx')
+        >>> query = embedder.embed_query("Who approves travel?")  # doctest: +SKIP
+        >>> round(float(passages[0] @ query), 2)  # cosine: rows are L2-normalised  # doctest: +SKIP
+        0.65
+    """
+
+    def __init__(self, config: EmbeddingConfig) -> None:
+        self.config = config
+        self._model = None
+        self._onnx = None
+        self._batcher: QueryBatcher | None = None
+        self._lock = threading.Lock()
+        self.backend = "torch"
+        """The backend in use after :meth:`warm_up`: ``torch``, ``onnx`` or ``onnx-int8``."""
+        self.onnx_cosine: float | None = None
+        """Mean cosine of the ONNX export to torch on the load check, when ONNX is in use."""
+
+    @property
+    def model_id(self) -> str:
+        """The configured model id, recorded in each index manifest."""
+        return self.config.model
+
+    def warm_up(self) -> Embedder:
+        """Load the model (idempotent).
+
+        Raises:
+            ModelLoadError: naming ``RAG_EMBEDDING__MODEL`` and what was tried.
+        """
+        if self._model is not None:
+            return self
+        with self._lock:
+            if self._model is None:
+                model = self._load_torch()
+                self._onnx = self._load_onnx(model)
+                self._model = model
+        return self
+
+    def _load_torch(self):  # noqa: ANN202 - SentenceTransformer, imported lazily
+        from sentence_transformers import SentenceTransformer
+
+        if self.config.threads:
+            import torch
+
+            # Per-request intra-op threads fight each other on a busy CPU: a one-sentence query
+            # took 490 ms with 2 threads and 13.5 ms with 1 on the loaded 2-core benchmark machine.
+            torch.set_num_threads(self.config.threads)
+        device = resolve_device(self.config.device)
+
+        def build(name: str, local_only: bool) -> SentenceTransformer:
+            return SentenceTransformer(name, local_files_only=local_only, device=device)
+
+        return load_model("RAG_EMBEDDING__MODEL", self.config.model, build)
+
+    def _load_onnx(self, model):  # noqa: ANN001, ANN202
+        backend = self.config.backend
+        if backend == "torch":
+            return None
+        if str(model.device) != "cpu":
+            log.info("RAG_EMBEDDING__BACKEND=%s: the model runs on %s, so torch is used", backend, model.device)
+            return None
+        from rag.embedding.onnx import PROBES, OnnxUnavailable, load_checked
+
+        reference = self._torch_encode(model, list(PROBES))
+        try:
+            encoder, cosine = load_checked(
+                model, self.config.model, self.config.cache_dir or DEFAULT_CACHE, backend,
+                threads=self.config.threads or cpu_count(), batch_size=self.config.batch_size, reference=reference,
+            )
+        except OnnxUnavailable as exc:
+            log.warning("RAG_EMBEDDING__BACKEND=%s is not usable for %s here, using torch: %s",
+                        backend, self.config.model, exc)
+            return None
+        self.backend, self.onnx_cosine = backend, round(cosine, 5)
+        return encoder
+
+    @property
+    def model(self):  # noqa: ANN201 - SentenceTransformer, imported lazily
+        """The loaded SentenceTransformer (also when ONNX embeds: it holds the tokenizer and the reference)."""
+        return self.warm_up()._model
+
+    @property
+    def dim(self) -> int:
+        """Vector dimension."""
+        return int(self.model.get_embedding_dimension())
+
+    @property
+    def tokenizer(self):  # noqa: ANN201
+        """The model's HF tokenizer, used for token-aware chunking."""
+        return self.model.tokenizer
+
+    @property
+    def max_seq_length(self) -> int:
+        """Longest input in tokens, special tokens included."""
+        return int(self.model.max_seq_length)
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        """Embed passages.
+
+        Args:
+            texts: passage texts (title and chunk text already joined).
+
+        Returns:
+            float32 array (len(texts), dim), rows L2-normalised.
+        """
+        return self._encode([self.config.document_prefix + t for t in texts])
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        """Embed queries; same contract as :meth:`embed_documents`."""
+        return self._encode([self.config.query_prefix + t for t in texts])
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """Embed one query of a request, batched with the queries of other requests in flight.
+
+        With ``query_batch_max`` 1 this is ``embed_queries([text])[0]``.
+        """
+        if self.config.query_batch_max <= 1:
+            return self.embed_queries([text])[0]
+        if self._batcher is None:
+            self.warm_up()
+            with self._lock:
+                if self._batcher is None:
+                    self._batcher = QueryBatcher(self.embed_queries, max_batch=self.config.query_batch_max,
+                                                 wait_s=self.config.query_batch_wait_ms / 1000.0,
+                                                 workers=self.config.query_batch_workers or cpu_count())
+        return self._batcher.embed(text)
+
+    def close(self) -> None:
+        """Stop the query batcher's thread (the model stays loaded)."""
+        batcher, self._batcher = self._batcher, None
+        if batcher is not None:
+            batcher.close()
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        model = self.model
+        if self._onnx is not None:
+            return self._onnx.run(texts)
+        return self._torch_encode(model, texts)
+
+    def _torch_encode(self, model, texts: list[str]) -> np.ndarray:  # noqa: ANN001
+        vectors = model.encode(
+            texts,
+            batch_size=self.config.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)

@@ -1,0 +1,143 @@
+"""The embedder on ONNX Runtime (its own export, cached and checked against torch) and query batching."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag.config import EmbeddingConfig, Settings
+from rag.embedding import Embedder
+from rag.embedding.batching import QueryBatcher
+from rag.embedding.onnx import OnnxUnavailable, model_shape
+
+TEXTS = [
+    "Travel requests are approved by the line manager.",
+    "Bicycles can be parked for free in the courtyard.",
+    "A short one.",
+    "The incident commander posts a status update every thirty minutes until the incident is resolved, "
+    "and writes the postmortem within five working days.",
+]
+
+
+def _embedder(cache: Path, backend: str = "onnx") -> Embedder:
+    return Embedder(EmbeddingConfig(backend=backend, cache_dir=cache)).warm_up()
+
+
+def test_settings_keep_exports_under_the_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RAG_EMBEDDING__CACHE_DIR", raising=False)  # the tests' shared cache (conftest.py)
+    settings = Settings(data_dir=tmp_path / "d", _env_file=None)
+    assert settings.embedding.cache_dir == tmp_path / "d" / "models"
+    assert settings.embedding.backend == "onnx"
+
+
+def test_onnx_export_matches_torch_and_is_reused(tmp_path: Path) -> None:
+    cache = tmp_path / "models"
+    onnx = _embedder(cache)
+    assert onnx.backend == "onnx" and onnx.onnx_cosine is not None and onnx.onnx_cosine >= 0.999
+    torch = _embedder(cache, "torch")
+    assert torch.backend == "torch"
+    cos = (onnx.embed_documents(TEXTS) * torch.embed_documents(TEXTS)).sum(1)
+    assert cos.min() >= 0.999, cos
+    norms = np.linalg.norm(onnx.embed_queries(TEXTS), axis=1)
+    assert np.allclose(norms, 1.0, atol=1e-5)
+    (entry,) = [p for p in cache.iterdir() if not p.name.startswith(".")]
+    model = entry / "model.onnx"
+    before = model.stat().st_mtime_ns
+    again = _embedder(cache)
+    assert again.backend == "onnx" and model.stat().st_mtime_ns == before  # loaded, not exported again
+    assert len(list(cache.iterdir())) == 1  # no temporary directory left behind
+
+
+def test_a_damaged_cached_export_is_exported_again(tmp_path: Path) -> None:
+    cache = tmp_path / "models"
+    _embedder(cache)
+    (entry,) = list(cache.iterdir())
+    (entry / "model.onnx").write_bytes(b"not an onnx file")
+    repaired = _embedder(cache)
+    assert repaired.backend == "onnx" and repaired.onnx_cosine >= 0.999
+    assert (entry / "model.onnx").stat().st_size > 1_000_000
+
+
+def test_int8_export_passes_its_own_bar(tmp_path: Path) -> None:
+    int8 = _embedder(tmp_path / "models", "onnx-int8")
+    assert int8.backend == "onnx-int8" and 0.99 <= int8.onnx_cosine < 1.0
+    assert (next((tmp_path / "models").iterdir()) / "model.int8.onnx").is_file()
+
+
+def test_a_pooling_the_encoder_cannot_reproduce_is_refused(embedder: Embedder) -> None:
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.models import Pooling
+
+    st = embedder.model
+    odd = SentenceTransformer(modules=[st[0], Pooling(st.get_embedding_dimension(), pooling_mode="max")], device="cpu")
+    with pytest.raises(OnnxUnavailable, match="pooling 'max'"):
+        model_shape(odd)
+
+
+def test_an_unwritable_cache_means_torch_and_a_warning_naming_the_setting(tmp_path: Path, caplog) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with caplog.at_level("WARNING"):
+        emb = _embedder(blocker / "models")
+    assert emb.backend == "torch"
+    assert "RAG_EMBEDDING__BACKEND=onnx" in caplog.text
+    assert emb.embed_query("who approves travel?").shape == (emb.dim,)
+
+
+def _identity(calls: list[int], delay: float = 0.0):
+    def encode(texts: list[str]) -> np.ndarray:
+        calls.append(len(texts))
+        time.sleep(delay)
+        return np.array([[float(t.split()[-1]), 1.0] for t in texts], np.float32)
+
+    return encode
+
+
+def test_concurrent_queries_share_batches_and_get_their_own_vectors() -> None:
+    calls: list[int] = []
+    batcher = QueryBatcher(_identity(calls, delay=0.02), max_batch=64, wait_s=0.002)
+    results: dict[int, float] = {}
+
+    def ask(i: int) -> None:
+        results[i] = float(batcher.embed(f"query {i}")[0])
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(24)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    batcher.close()
+    assert results == {i: float(i) for i in range(24)}
+    assert sum(calls) == 24 and len(calls) < 24 and max(calls) > 1
+
+
+def test_a_lone_query_is_not_held_back_and_errors_reach_the_caller() -> None:
+    calls: list[int] = []
+    batcher = QueryBatcher(_identity(calls), max_batch=8, wait_s=0.5)
+    t = time.perf_counter()
+    for i in range(3):
+        assert batcher.embed(f"q {i}")[0] == i
+    assert time.perf_counter() - t < 0.4  # a 0.5 s wait would have been paid once per query
+    assert calls == [1, 1, 1]
+
+    def broken(texts: list[str]) -> np.ndarray:
+        raise ValueError("model exploded")
+
+    failing = QueryBatcher(broken, max_batch=8, wait_s=0.0)
+    with pytest.raises(ValueError, match="model exploded"):
+        failing.embed("x")
+    with pytest.raises(ValueError, match="model exploded"):  # the worker survives the error
+        failing.embed("y")
+    failing.close()
+    batcher.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        batcher.embed("after close")
+
+
+def test_embed_query_equals_embed_queries(embedder: Embedder) -> None:
+    single = embedder.embed_query("Who approves travel?")
+    assert np.allclose(single, embedder.embed_queries(["Who approves travel?"])[0], atol=1e-6)
