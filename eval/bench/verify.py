@@ -17,6 +17,7 @@ from eval.bench.common import REPO, JsonDict, LatencyStats, cli_env, stats_json
 from rag.config import Settings
 from rag.embedding import Embedder
 from rag.runtime import open_runtime
+from rag.threads import QUERY_THREADS
 
 DEMO_QUESTION = "How does the service keep ingestion safe when the process is killed?"
 """The question ``make demo`` asks."""
@@ -80,8 +81,9 @@ def measure_verify(settings: Settings, work: Path, say: Callable[[str], None], *
                    cold_runs: int = 5, warm_runs: int = 10) -> VerifyResult:
     """Ingest ``data/`` into a scratch data dir, then time the verifier on :data:`DEMO_ANSWER`.
 
-    The configured embedder is loaded here once (the collection is embedded by ``rag ingest`` with it), and
-    shared by the fresh runtimes, so "cold" means empty verifier caches, not a model load.
+    The configured embedder is loaded here once, with ``rag serve``'s one thread per call (the collection is
+    embedded by ``rag ingest`` with the same model), and shared by the fresh runtimes, so "cold" means empty
+    verifier caches, not a model load.
     """
     data_dir = work / "verify"
     proc = subprocess.run(
@@ -92,7 +94,8 @@ def measure_verify(settings: Settings, work: Path, say: Callable[[str], None], *
     if proc.returncode != 0:
         return VerifyResult(error=f"rag ingest data/ failed: {proc.stderr[-500:]}")
     s = settings.model_copy(update={"data_dir": data_dir, "database_url": ""})
-    embedder = Embedder(s.embedding).warm_up()
+    # the thread policy of `rag serve`, where the demo's question is verified: one thread per embedding call
+    embedder = Embedder(s.embedding.model_copy(update={"threads": s.embedding.threads or QUERY_THREADS})).warm_up()
     cold: list[float] = []
     warm: list[float] = []
     claims = supported = sources = 0

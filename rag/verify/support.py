@@ -243,13 +243,13 @@ class HybridSupportScorer:
 
     def _embedded(self, claims: list[str], texts: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """The claims' vectors and the texts' (cached ones reused), from one call of ``embed``."""
-        with self._lock:
-            missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        with self._lock:  # what is cached now is copied out: another thread may evict it meanwhile
+            found = {t: self._cache[t] for t in texts if t in self._cache}
+        missing = list(dict.fromkeys(t for t in texts if t not in found))
         batch = [*claims, *missing]
         vectors = np.asarray(self._embed(batch), dtype=np.float32) if batch else np.zeros((0, 0), np.float32)
         fresh = dict(zip(missing, vectors[len(claims) :], strict=True))
         with self._lock:
-            found = {t: self._cache[t] for t in texts if t in self._cache and t not in fresh}
             for t, v in fresh.items():
                 found[t] = v
                 self._cache[t] = v
