@@ -197,15 +197,9 @@ class RagPipeline:
         The verifier uses them instead of embedding the cited chunks again; a vector of another
         dimension than the embedder's (a chunk not from a collection of this model) is left out.
         """
-        rows: dict[int, np.ndarray] = {}
-        out: list[np.ndarray | None] = []
-        for chunk in chunks:
-            if chunk.document_id not in rows:
-                rows[chunk.document_id] = self.store.document_vectors(chunk.document_id)
-            stored = rows[chunk.document_id]
-            fits = stored.ndim == 2 and stored.shape[1] == self.embedder.dim and 0 <= chunk.ordinal < len(stored)
-            out.append(stored[chunk.ordinal] if fits else None)
-        return out
+        stored = self.store.chunk_vectors(c.chunk_id for c in chunks)
+        dim = self.embedder.dim
+        return [v if (v := stored.get(c.chunk_id)) is not None and v.shape == (dim,) else None for c in chunks]
 
     def _count_tokens(self, text: str) -> int:
         return len(self.embedder.tokenizer.tokenize(text))

@@ -946,6 +946,17 @@ class Store:
             return np.zeros((0, 0), dtype=np.float32)
         return np.stack([np.frombuffer(self._vector(b), dtype=np.float32) for b in blobs])
 
+    def chunk_vectors(self, chunk_ids: Iterable[int]) -> dict[int, np.ndarray]:
+        """The stored vectors of these chunks, by id, in one query; ids without a stored vector are left out."""
+        import numpy as np
+
+        ids = list(dict.fromkeys(int(i) for i in chunk_ids))
+        if not ids:
+            return {}
+        with self.session() as s:
+            rows = s.execute(select(ChunkRow.id, ChunkRow.embedding).where(ChunkRow.id.in_(ids))).all()
+        return {int(i): np.frombuffer(self._vector(b), dtype=np.float32) for i, b in rows if b is not None}
+
     def feedback(self, collection_id: int) -> list[Judgment]:
         """The collection's feedback judgments, oldest first."""
         with self.session() as s:

@@ -120,7 +120,7 @@ class Verifier:
                     invalid.setdefault(n, None)
         valid = [tuple(n for n in part.citations if 1 <= n <= len(texts)) for part in parts]
         among = [[n - 1 for n in v] if v else list(range(len(texts))) for v in valid]
-        found = self._supports([p.text for p in parts], sources, among, question or "")
+        found = self._supports([p.text for p in parts], texts, sources, among, question or "")
         claims = [self._judge(p, v, f) for p, v, f in zip(parts, valid, found, strict=True)]
 
         supported = sum(c.verdict == "supported" for c in claims)
@@ -135,10 +135,9 @@ class Verifier:
         )
 
     def _supports(
-        self, claims: list[str], sources: Sequence[Chunk], among: list[list[int]], context: str
+        self, claims: list[str], texts: list[str], sources: Sequence[Chunk], among: list[list[int]], context: str
     ) -> list[list[Support]]:
         """Per claim, the support of each source of ``among``: one batch when the scorer can."""
-        texts = [chunk.text for chunk in sources]
         if isinstance(self._scorer, BatchSupportScorer):
             vectors = self._vectors(sources) if self._vectors is not None and sources else None
             return self._scorer.support_many(claims, texts, among, context, vectors)

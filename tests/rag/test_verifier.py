@@ -12,7 +12,7 @@ from sentence_transformers import SentenceTransformer
 
 from rag.config import VerifierConfig
 from rag.generation.prompts import ABSTAIN_TEXT
-from rag.types import Chunk, Verification
+from rag.types import Chunk, Filters, Verification
 from rag.verify.claims import parse_citations, split_claims
 from rag.verify.support import Embed, HybridSupportScorer, Support, SupportScorer
 from rag.verify.verifier import Verifier, abstain_needed, is_abstention
@@ -502,3 +502,12 @@ def test_the_pipeline_verifier_uses_the_stored_vectors(stored, embedder, monkeyp
     assert counting.calls[0][:2] == ["Acme makes anvils.", "The tower is 330 metres tall."]
     whole = {c.text for c in sources} | {f"{c.title}\n{c.text}" for c in sources}
     assert not set(counting.calls[0]) & whole, "the cited chunks' stored vectors are used, not embedded again"
+
+
+def test_chunk_vectors_are_the_stored_ones_by_id(stored) -> None:  # noqa: ANN001
+    settings, store = stored
+    info = store.collection("facts")
+    chunk = next(iter(store.hydrate(info.id, store.allowed_chunk_ids(info.id, Filters())).values()))
+    by_id = store.chunk_vectors([chunk.chunk_id, chunk.chunk_id, 10**9])
+    assert list(by_id) == [chunk.chunk_id]  # duplicates asked once, an unknown id left out
+    assert np.array_equal(by_id[chunk.chunk_id], store.document_vectors(chunk.document_id)[chunk.ordinal])
