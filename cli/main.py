@@ -246,6 +246,8 @@ def collections_list(config: ConfigOpt = None) -> None:
         s = store.stats(info.id)
         redact = info.settings.get("redact")
         shown = f"\tredact: {','.join(redact)}" if redact else ""
+        if int(info.settings.get("shards") or 1) > 1:
+            shown += f"\t{info.settings['shards']} shards"
         out.print(f"{info.name}\t{s['documents']} documents\t{s['chunks']} chunks{shown}", highlight=False)
 
 
@@ -259,24 +261,34 @@ def collections_create(
             help="personal data replaced by placeholders at ingestion, comma-separated: email,phone,credit_card,iban,ip",
         ),
     ] = None,
+    shards: Annotated[
+        int,
+        typer.Option("--shards", help="index shards, each with its own FAISS and tantivy index, searched in parallel"),
+    ] = 1,
     config: ConfigOpt = None,
 ) -> None:
-    """Create an empty collection. Exit 1 if it exists, 2 for an unknown --redact kind."""
+    """Create an empty collection. Exit 1 if it exists, 2 for an unknown --redact kind or a bad --shards."""
     from rag.errors import NotFoundError
+    from rag.index.shards import SHARDS_SETTING, check_shards
     from rag.privacy import KINDS, parse_kinds
 
     kinds = parse_kinds(redact, "--redact") if redact is not None else ()
     if redact is not None and not kinds:
         raise RagErrorExit(f"--redact: name at least one kind; valid kinds: {', '.join(KINDS)}", 2)
+    check_shards(shards)
     settings = _settings(config)
     store = _store(settings)
     try:
         store.collection(name)
     except NotFoundError:
         store.ensure_collection(name)
-        if kinds:
-            store.update_collection_settings(name, {"redact": list(kinds)})
-        out.print(f"created {name}" + (f" (redact: {','.join(kinds)})" if kinds else ""), highlight=False)
+        extra: dict[str, object] = {"redact": list(kinds)} if kinds else {}
+        if shards > 1:
+            extra[SHARDS_SETTING] = shards
+        if extra:
+            store.update_collection_settings(name, extra)
+        notes = [f"redact: {','.join(kinds)}"] * bool(kinds) + [f"{shards} shards"] * (shards > 1)
+        out.print(f"created {name}" + (f" ({'; '.join(notes)})" if notes else ""), highlight=False)
         return
     raise RagErrorExit(f"collection {name!r} already exists", 1)
 

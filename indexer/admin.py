@@ -215,27 +215,34 @@ def collection_stats(settings: Settings, store: Store, name: str) -> dict[str, A
     if not info.settings.get("dim"):
         return {
             "documents": counts["documents"], "chunks": counts["chunks"], "vectors": 0, "tombstones": 0,
-            "lexical_docs": 0, "index_type": None, "bytes": 0,
+            "lexical_docs": 0, "index_type": None, "shards": int(info.settings.get("shards") or 1), "bytes": 0,
         }
     from rag.index.collection import bytes_on_disk, collection_dir
+    from rag.index.shards import shard_places
 
     model, dim = _model(settings, info)
     directory = collection_dir(settings, info.name)
+    places = shard_places(settings, info)
+    vectors, lexical_docs, tombstones, kind = 0, 0, 0, None
     # Pending or deleted documents may leave tombstones in the indexes: count them from the ids.
-    recorded = None if counts["pending"] or counts["deleted"] else _recorded_counts(directory)
-    if recorded is not None:
-        vectors, kind, lexical_docs, tombstones = *recorded, 0
-    else:
+    clean = not counts["pending"] and not counts["deleted"]
+    hidden = None
+    for place in places:
+        recorded = _recorded_counts(place.directory) if clean else None
+        if recorded is not None:
+            n, kind, lex = recorded
+            vectors, lexical_docs = vectors + n, lexical_docs + lex
+            continue
         import numpy as np
 
         from rag.index.collection import open_lexical
         from rag.index.writer import open_dense
 
-        hidden = store.hidden_chunk_ids(info.id)
-        dense = open_dense(settings, store, info, directory, model, dim)
-        vectors, kind = int(dense.ntotal), dense.kind
-        lexical_docs = int(open_lexical(settings, directory).count())
-        tombstones = int(np.isin(dense.ids(), hidden).sum()) if len(hidden) else 0
+        hidden = store.hidden_chunk_ids(info.id) if hidden is None else hidden
+        dense = open_dense(settings, store, info, place, model, dim)
+        vectors, kind = vectors + int(dense.ntotal), dense.kind
+        lexical_docs += int(open_lexical(settings, place.directory).count())
+        tombstones += int(np.isin(dense.ids(), hidden).sum()) if len(hidden) else 0
     return {
         "documents": counts["documents"],
         "chunks": counts["chunks"],
@@ -243,6 +250,7 @@ def collection_stats(settings: Settings, store: Store, name: str) -> dict[str, A
         "tombstones": tombstones,
         "lexical_docs": lexical_docs,
         "index_type": kind,
+        "shards": len(places),
         "bytes": int(bytes_on_disk(directory)),
         "embedding_model": model,
     }

@@ -23,7 +23,8 @@ import json
 import logging
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +71,123 @@ def _build_analyzer(config: LexicalConfig) -> Any | None:
     return builder.build()
 
 
+def query_weights(config: LexicalConfig) -> Callable[[str], dict[str, float]]:
+    """A query's term weights under the analyser of indexes built with ``config``.
+
+    A sharded search analyses the query once for every shard with it.
+    """
+    analyzer = _build_analyzer(config)
+
+    def weights(text: str) -> dict[str, float]:
+        return {t: float(n) for t, n in Counter(_analyze(analyzer, text)).items()}
+
+    return weights
+
+
+def _analyze(analyzer: Any | None, text: str) -> list[str]:
+    if analyzer is not None:
+        return list(analyzer.analyze(text))
+    return [w.lower() for w in _WORD.findall(text) if len(w) < MAX_TOKEN_CHARS]
+
+
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True))
+
+
+@dataclass(frozen=True)
+class ShardStats:
+    """One shard's BM25 statistics: entries (N), total length, and documents per query term."""
+
+    docs: int
+    tokens: float
+    doc_freq: dict[str, int]
+
+
+@dataclass(frozen=True)
+class TermHit:
+    """A candidate of one shard: its chunk, field length, and each matched term's frequency.
+
+    ``docs`` and ``avgdl`` are the shard's N and average length, as tantivy scored with them.
+    """
+
+    chunk_id: int
+    length: float
+    freqs: dict[str, float]
+    docs: int
+    avgdl: float
+
+
+@dataclass(frozen=True)
+class _Explained:
+    term: str
+    freq: float
+    length: float
+    docs: int
+    avgdl: float
+
+
+_EXPLAINED_VALUE = re.compile(r'"value": ([-+0-9.eE]+),\s*"description": "(N|freq|dl|avgdl), ')
+_EXPLAINED_TERM = re.compile(r'type=Str, \\"((?:[^"\\]|\\.)*)\\"\)')
+
+
+def _explained_terms(explanation: str) -> list[_Explained]:
+    """The term queries in a tantivy explanation (its JSON), with what their BM25 was computed from.
+
+    Read with two patterns rather than parsed, since this runs for every candidate of a sharded
+    search and ``json.loads`` costs three times the explanation itself.
+    """
+    out: list[_Explained] = []
+    for part in explanation.split('"description": "TermQuery')[1:]:
+        values = {name: float(v) for v, name in _EXPLAINED_VALUE.findall(part)}
+        term = _EXPLAINED_TERM.search(part)
+        if term and len(values) == 4:
+            out.append(_Explained(json.loads(f'"{term.group(1)}"'), values["freq"], values["dl"],
+                                  int(values["N"]), values["avgdl"]))
+    return out
+
+
+def collection_bm25(
+    hits: Iterable[TermHit], weights: dict[str, float], stats: Sequence[ShardStats], k1: float = 1.2, b: float = 0.75
+) -> list[Hit]:
+    """BM25 of candidates from several shards with the collection's statistics, best first.
+
+    N and the lengths are summed over ``stats`` (one per shard) and so is each term's document
+    frequency, so a score is what the candidate would get in one index holding every shard.
+    Computed in float32, in tantivy's order, so that the ranking matches one index's.
+    """
+    f32 = np.float32
+    docs = sum(s.docs for s in stats)
+    if not docs:
+        return []
+    avgdl = f32(sum(s.tokens for s in stats) / docs)
+    idf = {}
+    for term in weights:
+        n = sum(s.doc_freq.get(term, 0) for s in stats)
+        idf[term] = f32(np.log1p(f32((f32(docs - n) + f32(0.5)) / (f32(n) + f32(0.5)))))
+    out = []
+    for h in hits:
+        norm = f32(k1) * (f32(1.0) - f32(b) + f32(b) * f32(h.length) / avgdl)
+        score = f32(0.0)
+        for term, freq in h.freqs.items():
+            weight = idf[term] * f32(1.0 + k1) * f32(weights.get(term, 1.0))
+            score += weight * (f32(freq) / (f32(freq) + norm))
+        out.append(Hit(h.chunk_id, float(score)))
+    return sorted(out, key=lambda h: (-h.score, h.chunk_id))
+
+
+def shard_weights(weights: dict[str, float], shard: ShardStats, total: Sequence[ShardStats]) -> dict[str, float]:
+    """Query weights for one shard that make its idf the collection's, so it picks the right candidates."""
+    docs = sum(s.docs for s in total)
+    out = {}
+    for term, w in weights.items():
+        n = sum(s.doc_freq.get(term, 0) for s in total)
+        local = shard.doc_freq.get(term, 0)
+        if not local:
+            continue
+        g = float(np.log1p((docs - n + 0.5) / (n + 0.5)))
+        mine = float(np.log1p((shard.docs - local + 0.5) / (local + 0.5)))
+        out[term] = w * (g / mine if mine > 0 else 1.0)
+    return out
 
 
 def _as_ids(ids: Any, name: str) -> list[int]:
@@ -116,6 +232,7 @@ class LexicalIndex:
         self.analyzer_name = analyzer_name
         self._writer: tantivy.IndexWriter | None = None
         self._schema = index.schema
+        self._length_cache: tuple[tuple[int, int], tuple[int, float]] | None = None
 
     @classmethod
     def open(cls, directory: Path, config: LexicalConfig) -> LexicalIndex:
@@ -234,23 +351,30 @@ class LexicalIndex:
 
     def analyze(self, text: str) -> list[str]:
         """Terms of ``text`` under the index's analyser (what queries are matched with)."""
-        if self._analyzer is not None:
-            return list(self._analyzer.analyze(text))
-        return [w.lower() for w in _WORD.findall(text) if len(w) < MAX_TOKEN_CHARS]
+        return _analyze(self._analyzer, text)
+
+    def term_weights(self, text: str) -> dict[str, float]:
+        """The query's terms, each weighing its count in the query.
+
+        That is BM25's query-term frequency, as in Lucene and bm25s: long, wordy queries repeat
+        the words that matter.
+        """
+        return {t: float(n) for t, n in Counter(self.analyze(text)).items()}
 
     def _text_query(self, text: str) -> tantivy.Query | None:
-        # A term's weight is its count in the query (BM25's query-term frequency, as in
-        # Lucene and bm25s): long, wordy queries repeat the words that matter.
-        counts = Counter(self.analyze(text))
-        if not counts:
+        return self._weighted_query(self.term_weights(text))
+
+    def _weighted_query(self, weights: dict[str, float]) -> tantivy.Query | None:
+        if not weights:
             return None
         if self._analyzer is None:
             # Terms are alphanumeric and lower-case: no query-parser syntax is left in them.
-            return self._index.parse_query(" ".join(t if n == 1 else f"{t}^{n}" for t, n in counts.items()), [BODY_FIELD])
+            text = " ".join(t if w == 1 else f"{t}^{w:g}" for t, w in weights.items())
+            return self._index.parse_query(text, [BODY_FIELD])
         clauses = []
-        for term, n in counts.items():
+        for term, w in weights.items():
             q = tantivy.Query.term_query(self._schema, BODY_FIELD, term)
-            clauses.append((tantivy.Occur.Should, q if n == 1 else tantivy.Query.boost_query(q, float(n))))
+            clauses.append((tantivy.Occur.Should, q if w == 1 else tantivy.Query.boost_query(q, float(w))))
         return tantivy.Query.boolean_query(clauses)
 
     def search(
@@ -279,14 +403,22 @@ class LexicalIndex:
         """
         if k < 1:
             raise InputError("k", f"must be at least 1, got {k}")
-        text_query = self._text_query(query)
-        if text_query is None:
+        final = self._filtered(self._text_query(query), allow, deny)
+        if final is None:
             return []
+        return self._top_k(self._index.searcher(), final, k)
+
+    def _filtered(
+        self, text_query: tantivy.Query | None, allow: np.ndarray | None, deny: np.ndarray | None
+    ) -> tantivy.Query | None:
+        """``text_query`` inside the filters, or None when nothing can match."""
+        if text_query is None:
+            return None
         clauses = [(tantivy.Occur.Must, text_query)]
         if allow is not None:
             allowed = _as_ids(allow, "allow")
             if not allowed:
-                return []
+                return None
             id_set = tantivy.Query.term_set_query(self._schema, ID_FIELD, allowed)
             # Score 0 so the filter does not shift BM25 scores.
             clauses.append((tantivy.Occur.Must, tantivy.Query.const_score_query(id_set, 0.0)))
@@ -294,9 +426,61 @@ class LexicalIndex:
             denied = _as_ids(deny, "deny")
             if denied:
                 clauses.append((tantivy.Occur.MustNot, tantivy.Query.term_set_query(self._schema, ID_FIELD, denied)))
-        final = clauses[0][1] if len(clauses) == 1 else tantivy.Query.boolean_query(clauses)
+        return clauses[0][1] if len(clauses) == 1 else tantivy.Query.boolean_query(clauses)
+
+    # ------------------------------------------------------------ one shard of several
+
+    def shard_stats(self, terms: Iterable[str]) -> ShardStats:
+        """This index's BM25 statistics for ``terms``, to be summed with the other shards'."""
         searcher = self._index.searcher()
-        return self._top_k(searcher, final, k)
+        freqs = {t: int(searcher.doc_freq(BODY_FIELD, t)) for t in terms}
+        docs, avgdl = self._length_stats(searcher)
+        return ShardStats(docs, docs * avgdl, freqs)
+
+    def _length_stats(self, searcher: tantivy.Searcher) -> tuple[int, float]:
+        """BM25's N and average length as tantivy scores with them (deleted entries count until merged).
+
+        tantivy does not expose them directly, so they are read from the explanation of one
+        term query over the index's most frequent term (cached until the index changes).
+        """
+        key = (int(searcher.num_docs), int(searcher.num_segments))
+        if self._length_cache is not None and self._length_cache[0] == key:
+            return self._length_cache[1]
+        stats = (0, 0.0)
+        top = searcher.terms_with_prefix(BODY_FIELD, "", limit=1)
+        if top:
+            q = tantivy.Query.term_query(self._schema, BODY_FIELD, top[0][0])
+            hits = searcher.search(q, limit=1, count=False).hits
+            if hits:
+                parts = _explained_terms(q.explain(searcher, hits[0][1]).to_json())
+                if parts:
+                    stats = (parts[0].docs, parts[0].avgdl)
+        self._length_cache = (key, stats)
+        return stats
+
+    def search_explained(
+        self, weights: dict[str, float], k: int, allow: np.ndarray | None = None, deny: np.ndarray | None = None
+    ) -> list[TermHit]:
+        """The top ``k`` (and a few more) by ``weights``, with each term's frequency and the length.
+
+        A sharded collection searches each shard with weights that give its terms the
+        collection's idf, then scores these candidates again with the collection's statistics
+        (:func:`collection_bm25`).
+        """
+        final = self._filtered(self._weighted_query(weights), allow, deny)
+        if final is None:
+            return []
+        searcher = self._index.searcher()
+        # A few past k: rescoring moves candidates only by the shard's length norm.
+        hits = searcher.search(final, limit=k + max(5, k // 5), count=False).hits
+        ids = searcher.fast_field_values(ID_FIELD, [addr for _, addr in hits])
+        out = []
+        for (_score, addr), cid in zip(hits, ids, strict=True):
+            parts = _explained_terms(final.explain(searcher, addr).to_json())
+            if parts:
+                freqs = {p.term: p.freq for p in parts}
+                out.append(TermHit(int(cid), parts[0].length, freqs, parts[0].docs, parts[0].avgdl))
+        return out
 
     def _top_k(self, searcher: tantivy.Searcher, query: tantivy.Query, k: int) -> list[Hit]:
         # tantivy breaks score ties by its internal doc address; fetch past the k-th

@@ -3,8 +3,12 @@
 A reader opens the collection's tantivy and FAISS indexes read-only, picks up other processes'
 commits (:meth:`CollectionReader.refresh`), resolves filters into a :class:`Restriction` once per
 query and loads chunk rows for the hits that are returned. Its two retrievers are the
-:class:`~rag.interfaces.CandidateSource`\\ s that hybrid retrieval fuses; a reader over several
-shards would offer the same two attributes, merging its shards' hits.
+:class:`~rag.interfaces.CandidateSource`\\ s that hybrid retrieval fuses.
+
+A sharded collection's reader asks every shard at once through a fan-out
+(:mod:`rag.index.fanout`: threads here, Ray actors with ``--engine ray``) and merges: dense hits
+by score, BM25 candidates scored again with the collection's statistics (document frequencies,
+entries and lengths summed over the shards), so that both rank as one index would.
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ from collections.abc import Callable, Sequence
 from rag.config import Settings
 from rag.embedding import Embedder
 from rag.errors import InputError
-from rag.index.collection import bytes_on_disk, collection_dir, open_lexical
+from rag.index.collection import bytes_on_disk, collection_dir
+from rag.index.fanout import Fanout, ShardSearcher, ThreadFanout, merge_hits
+from rag.index.lexical import collection_bm25, query_weights, shard_weights
+from rag.index.shards import shard_places
 from rag.index.store import CollectionInfo, Store
-from rag.index.writer import open_dense
 from rag.types import Filters, FusedHit, Hit, Query, Restriction, ScoredChunk, StageScores, Stopwatch
 
 
@@ -36,18 +42,34 @@ class CollectionReader:
         >>> [s.chunk.title for s in reader.bm25_retriever.retrieve("parking", None, 3)]  # doctest: +SKIP
     """
 
-    def __init__(self, settings: Settings, store: Store, info: CollectionInfo, embedder: Embedder) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, info: CollectionInfo, embedder: Embedder, fanout: Fanout | None = None
+    ) -> None:
         self.settings = settings
         self.store = store
         self.info = info
         self.directory = collection_dir(settings, info.name)
-        self.lexical = open_lexical(settings, self.directory)
-        self.dense = open_dense(settings, store, info, self.directory, embedder.model_id, embedder.dim)
+        places = shard_places(settings, info)
+        if fanout is None:
+            searchers = [ShardSearcher(settings, store, info, p, embedder.model_id, embedder.dim) for p in places]
+            fanout = ThreadFanout(searchers) if len(searchers) > 1 else None
+            first = searchers[0]
+            self.lexical, self.dense = first.lexical, first.dense
+        # None: one local shard, searched directly as before sharding existed.
+        self.fanout = fanout
         self.bm25_retriever = BM25Retriever(self)
         self.dense_retriever = DenseRetriever(self, embedder)
 
+    @property
+    def sharded(self) -> bool:
+        """Whether searches fan out over several shards (or remote ones)."""
+        return self.fanout is not None
+
     def refresh(self) -> None:
         """Pick up another process's commits (cheap when nothing changed)."""
+        if self.fanout is not None:
+            self.fanout.refresh()
+            return
         self.dense.reload_if_changed()
         self.lexical.reload()
 
@@ -69,7 +91,7 @@ class CollectionReader:
 
     def bytes_on_disk(self) -> int:
         """Size of the collection's index files."""
-        return bytes_on_disk(self.directory)
+        return self.fanout.bytes_on_disk() if self.fanout is not None else bytes_on_disk(self.directory)
 
 
 class ReaderCache:
@@ -154,14 +176,26 @@ class BM25Retriever(_IndexRetriever):
 
     name = "bm25"
 
+    def __init__(self, reader: CollectionReader) -> None:
+        super().__init__(reader)
+        self._weights = query_weights(reader.settings.lexical)
+
     def hits(self, query: Query, restriction: Restriction, n: int, clock: Stopwatch | None = None) -> list[Hit]:
         """At most ``n`` BM25 hits inside ``restriction``, best first (timed as ``bm25``)."""
         clock = clock or Stopwatch()
         with clock("bm25"):
             if restriction.nothing:
                 return []
-            return self.reader.lexical.search(query.text, n, allow=restriction.allow, deny=restriction.deny)
-
+            fanout = self.reader.fanout
+            if fanout is None:
+                return self.reader.lexical.search(query.text, n, allow=restriction.allow, deny=restriction.deny)
+            weights = self._weights(query.text)
+            if not weights:
+                return []
+            stats = fanout.bm25_stats(list(weights))
+            per_shard = [shard_weights(weights, s, stats) for s in stats]
+            candidates = fanout.bm25_candidates(per_shard, n, restriction.allow, restriction.deny)
+            return collection_bm25([h for hits in candidates for h in hits], weights, stats)[:n]
 
 class DenseRetriever(_IndexRetriever):
     """Nearest neighbours of the query's embedding in the collection's FAISS index."""
@@ -180,4 +214,7 @@ class DenseRetriever(_IndexRetriever):
         with clock("dense"):
             if restriction.nothing:
                 return []
-            return self.reader.dense.search(vector, n, allow=restriction.allow, deny=restriction.deny)
+            fanout = self.reader.fanout
+            if fanout is None:
+                return self.reader.dense.search(vector, n, allow=restriction.allow, deny=restriction.deny)
+            return merge_hits(fanout.dense_hits(vector, n, restriction.allow, restriction.deny), n)

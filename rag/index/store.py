@@ -95,6 +95,8 @@ class DocumentRow(Base):
     title: Mapped[str] = mapped_column(Text, default="")
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     state: Mapped[str] = mapped_column(String(16), nullable=False, default=PENDING)
+    # Which of its collection's shards indexes it (rag.index.shards.shard_of); 0 when unsharded.
+    shard: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
     job_id: Mapped[int | None] = mapped_column(_Id, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
@@ -111,6 +113,7 @@ class DocumentRow(Base):
         ),
         Index("ix_documents_collection_state", "collection_id", "state"),
         Index("ix_documents_collection_external", "collection_id", "external_id"),
+        Index("ix_documents_collection_shard_state", "collection_id", "shard", "state"),
     )
 
 
@@ -524,6 +527,7 @@ class Store:
         collection_id: int,
         job_id: int | None,
         items: Sequence[tuple[Document, str, Sequence[ChunkDraft], np.ndarray, int | None]],
+        shards: Sequence[int] | None = None,
     ) -> list[StagedDoc]:
         """Write documents and their chunks as ``pending``, in one transaction.
 
@@ -531,6 +535,7 @@ class Store:
             collection_id: target collection.
             job_id: the ingestion job writing them.
             items: (document, sha256, chunks, vectors (n_chunks, dim), id of the version it replaces).
+            shards: the shard of each item in its collection (all 0 when None).
 
         Returns:
             One :class:`StagedDoc` per item, in order, with the new chunk ids.
@@ -539,7 +544,7 @@ class Store:
 
         staged: list[StagedDoc] = []
         with self.session() as s, s.begin():
-            for doc, sha, drafts, vectors, replaces in items:
+            for pos, (doc, sha, drafts, vectors, replaces) in enumerate(items):
                 row = DocumentRow(
                     collection_id=collection_id,
                     external_id=doc.external_id,
@@ -548,6 +553,7 @@ class Store:
                     title=self._seal(doc.title, _AAD_TITLE),
                     meta=self._seal_json(doc.metadata, _AAD_META),
                     state=PENDING,
+                    shard=shards[pos] if shards is not None else 0,
                     job_id=job_id,
                 )
                 s.add(row)
@@ -617,14 +623,26 @@ class Store:
                 marked += int(result.rowcount or 0)
         return marked
 
-    def docs_in_state(self, collection_id: int, state: str) -> list[int]:
-        """Ids of the collection's documents in ``state``."""
+    def docs_in_state(self, collection_id: int, state: str, shard: int | None = None) -> list[int]:
+        """Ids of the collection's documents in ``state`` (of one shard when ``shard`` is given)."""
+        cond = [DocumentRow.collection_id == collection_id, DocumentRow.state == state, *_in_shard(shard)]
         with self.session() as s:
-            return list(
-                s.scalars(
-                    select(DocumentRow.id).where(DocumentRow.collection_id == collection_id, DocumentRow.state == state)
+            return list(s.scalars(select(DocumentRow.id).where(*cond)))
+
+    def shard_chunk_ids(self, chunk_ids: Sequence[int]) -> dict[int, list[int]]:
+        """The given chunk ids grouped by the shard of their document."""
+        out: dict[int, list[int]] = {}
+        ids = [int(i) for i in chunk_ids]
+        with self.session() as s:
+            for i in range(0, len(ids), 500):
+                rows = s.execute(
+                    select(ChunkRow.id, DocumentRow.shard)
+                    .join(DocumentRow, ChunkRow.document_id == DocumentRow.id)
+                    .where(ChunkRow.id.in_(ids[i : i + 500]))
                 )
-            )
+                for cid, shard in rows:
+                    out.setdefault(int(shard), []).append(int(cid))
+        return out
 
     def chunk_ids_of_docs(self, doc_ids: Sequence[int]) -> np.ndarray:
         """Chunk ids belonging to the given documents."""
@@ -661,7 +679,9 @@ class Store:
                 s.execute(delete(ChunkRow).where(ChunkRow.document_id.in_(part)))
                 s.execute(delete(DocumentRow).where(DocumentRow.id.in_(part)))
 
-    def _pages(self, columns: tuple[Any, ...], collection_id: int, states: Sequence[str], batch: int) -> Iterator[list[Any]]:
+    def _pages(
+        self, columns: tuple[Any, ...], collection_id: int, states: Sequence[str], batch: int, shard: int | None
+    ) -> Iterator[list[Any]]:
         """Rows of ``columns`` (chunk id first) for the collection's chunks in ``states``, by id, a page at a time."""
         last = 0
         while True:
@@ -672,6 +692,7 @@ class Store:
                     .where(
                         DocumentRow.collection_id == collection_id,
                         DocumentRow.state.in_(list(states)),
+                        *_in_shard(shard),
                         ChunkRow.id > last,
                     )
                     .order_by(ChunkRow.id)
@@ -683,31 +704,33 @@ class Store:
             yield rows
 
     def iter_vectors(
-        self, collection_id: int, states: Sequence[str] = (ACTIVE,), batch: int = 5000
+        self, collection_id: int, states: Sequence[str] = (ACTIVE,), batch: int = 5000, shard: int | None = None
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Stream (chunk ids, vectors) of the collection's chunks in the given document states."""
+        """Stream (chunk ids, vectors) of the collection's chunks in the given document states (and shard)."""
         import numpy as np
 
-        for rows in self._pages((ChunkRow.id, ChunkRow.embedding), collection_id, states, batch):
+        for rows in self._pages((ChunkRow.id, ChunkRow.embedding), collection_id, states, batch, shard):
             ids = np.asarray([r[0] for r in rows], dtype=np.int64)
             yield ids, np.stack([np.frombuffer(self._vector(r[1]), dtype=np.float32) for r in rows])
 
     def iter_lexical(
-        self, collection_id: int, states: Sequence[str] = (ACTIVE,), batch: int = 5000
+        self, collection_id: int, states: Sequence[str] = (ACTIVE,), batch: int = 5000, shard: int | None = None
     ) -> Iterator[list[tuple[int, str, str]]]:
-        """Stream (chunk id, title, text) of the collection's chunks in the given states."""
-        for rows in self._pages((ChunkRow.id, DocumentRow.title, ChunkRow.text), collection_id, states, batch):
+        """Stream (chunk id, title, text) of the collection's chunks in the given states (and shard)."""
+        columns = (ChunkRow.id, DocumentRow.title, ChunkRow.text)
+        for rows in self._pages(columns, collection_id, states, batch, shard):
             yield [(int(r[0]), self._open(r[1], _AAD_TITLE), self._open(r[2], _AAD_TEXT)) for r in rows]
 
-    def chunk_ids(self, collection_id: int, states: Sequence[str]) -> np.ndarray:
-        """All chunk ids of the collection's documents in the given states, sorted."""
+    def chunk_ids(self, collection_id: int, states: Sequence[str], shard: int | None = None) -> np.ndarray:
+        """All chunk ids of the collection's documents in the given states (and shard), sorted."""
         import numpy as np
 
+        cond = [DocumentRow.collection_id == collection_id, DocumentRow.state.in_(list(states)), *_in_shard(shard)]
         with self.session() as s:
             ids = s.scalars(
                 select(ChunkRow.id)
                 .join(DocumentRow, ChunkRow.document_id == DocumentRow.id)
-                .where(DocumentRow.collection_id == collection_id, DocumentRow.state.in_(list(states)))
+                .where(*cond)
                 .order_by(ChunkRow.id)
             ).all()
         return np.asarray(ids, dtype=np.int64)
@@ -1064,6 +1087,11 @@ def _metadata_matches(meta: dict[str, Any], filters: Filters) -> bool:
         if filters.date_to and value > filters.date_to + ("\uffff" if len(filters.date_to) <= 10 else ""):
             return False
     return True
+
+
+def _in_shard(shard: int | None) -> list[Any]:
+    """The condition restricting documents to one shard, or none."""
+    return [] if shard is None else [DocumentRow.shard == shard]
 
 
 def _check_collection_name(name: str) -> None:

@@ -24,7 +24,6 @@ import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -33,6 +32,7 @@ import numpy as np
 from rag.chunking import embedding_text
 from rag.config import Settings
 from rag.index.collection import CollectionBusyError, WriterLock, collection_dir, open_dense_file, open_lexical
+from rag.index.shards import ShardPlace, shard_of, shard_places
 from rag.index.store import ACTIVE, DELETED, PENDING, ActiveDoc, CollectionInfo, StagedDoc, Store
 from rag.types import ChunkDraft, Document
 
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     # FAISS is imported when an index is opened, not when this module is: commands that only
     # read the database import it without paying for FAISS.
     from rag.index.dense import DenseIndex
+    from rag.index.lexical import LexicalIndex
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,16 @@ class _Clock:
         setattr(self.report, self.part, getattr(self.report, self.part) + time.perf_counter() - self.t0)
 
 
+@dataclass
+class ShardIndexes:
+    """The two indexes of one shard of a collection, and what is staged for them."""
+
+    place: ShardPlace
+    lexical: LexicalIndex
+    dense: DenseIndex
+    staged: list[StagedDoc] = field(default_factory=list)
+
+
 class CollectionWriter:
     """Writes one collection: holds its writer lock, stages, indexes, persists and activates.
 
@@ -145,6 +156,10 @@ class CollectionWriter:
     raises :class:`CollectionBusyError`), picks up the last writer's state and reconciles; leaving
     normally commits what is still staged. Leaving by an exception commits nothing: the staged
     documents stay pending and the next writer purges them.
+
+    A sharded collection (:mod:`rag.index.shards`) has one pair of indexes per shard; each
+    document goes to its shard's, and a commit makes every shard's indexes durable before the
+    one transaction that activates the documents of all of them.
 
     Args:
         settings: service settings (index kinds, commit interval).
@@ -167,24 +182,40 @@ class CollectionWriter:
         self.model_id = model_id
         self.dim = dim
         self.lock = WriterLock(self.directory)
-        self.lexical = open_lexical(settings, self.directory)
-        self.dense = open_dense(settings, store, info, self.directory, model_id, dim)
+        self.shards: list[ShardIndexes] = []
+        try:
+            for place in shard_places(settings, info):
+                lexical = open_lexical(settings, place.directory)
+                self.shards.append(ShardIndexes(place, lexical, open_dense(settings, store, info, place, model_id, dim)))
+        except BaseException:
+            self._close_indexes()
+            raise
         self.reconciled = ReconcileReport()
-        self._staged: list[StagedDoc] = []
         self._last_commit = time.perf_counter()
+
+    @property
+    def lexical(self) -> LexicalIndex:
+        """The tantivy index of the first shard (the only one of an unsharded collection)."""
+        return self.shards[0].lexical
+
+    @property
+    def dense(self) -> DenseIndex:
+        """The FAISS index of the first shard (the only one of an unsharded collection)."""
+        return self.shards[0].dense
 
     # lifetime ------------------------------------------------------------------------------
 
     def __enter__(self) -> CollectionWriter:
         if not self.lock.acquire(blocking=False):
-            self.lexical.close()
+            self._close_indexes()
             raise CollectionBusyError(
                 f"collection {self.info.name!r} is being written by another process; try again when it finishes"
             )
         try:
             # Another writer may have committed between opening and locking: start from its state.
-            self.dense.reload_if_changed()
-            self.lexical.reload()
+            for part in self.shards:
+                part.dense.reload_if_changed()
+                part.lexical.reload()
             self.reconciled = self.reconcile()
         except BaseException:
             self._close()
@@ -198,9 +229,19 @@ class CollectionWriter:
         finally:
             self._close()
 
+    def _close_indexes(self) -> None:
+        errors = []
+        for part in self.shards:
+            try:
+                part.lexical.close()
+            except Exception as exc:  # close every shard, then report the first failure
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
     def _close(self) -> None:
         try:
-            self.lexical.close()
+            self._close_indexes()
         finally:
             self.lock.release()
 
@@ -210,8 +251,12 @@ class CollectionWriter:
         """The active version of each of these documents that has one (id and content hash)."""
         return self.store.active_docs(self.info.id, external_ids)
 
+    def shard_of(self, external_id: str) -> int:
+        """The shard a document belongs to."""
+        return shard_of(external_id, len(self.shards))
+
     def write(self, versions: Sequence[DocumentVersion], *, job_id: int | None = None) -> WriteReport:
-        """Stage documents and add their chunks to both indexes in memory.
+        """Stage documents and add their chunks to their shard's indexes in memory.
 
         They become searchable at the next commit: this call commits by itself once
         ``ingest.commit_interval_s`` has passed since the last one, so small corpora are searchable
@@ -226,18 +271,18 @@ class CollectionWriter:
         """
         report = WriteReport()
         if versions:
-            staged, texts, vectors = self._stage(versions, job_id, report)
-            with _Clock(report, "dense_s"):
-                self.dense.add(report.chunk_ids, vectors)
-            with _Clock(report, "lexical_s"):
-                self.lexical.add(zip(report.chunk_ids.tolist(), texts))
-            self._staged += staged
+            for part, staged, texts, vectors in self._stage(versions, job_id, report):
+                with _Clock(report, "dense_s"):
+                    part.dense.add(np.asarray([c for d in staged for c in d.chunk_ids], np.int64), vectors)
+                with _Clock(report, "lexical_s"):
+                    part.lexical.add(zip((c for d in staged for c in d.chunk_ids), texts))
+                part.staged += staged
         if time.perf_counter() - self._last_commit > self.settings.ingest.commit_interval_s:
             report.merge(self.commit())
         return report
 
     def load(self, versions: Sequence[DocumentVersion]) -> WriteReport:
-        """Bulk-load an empty collection: stage everything, build the dense index in one go, commit.
+        """Bulk-load an empty collection: stage everything, build the dense indexes in one go, commit.
 
         One rebuild lets ``auto`` pick the index kind from the final count and trains IVF-PQ once,
         which benchmarks of 100k+ chunks need.
@@ -245,51 +290,65 @@ class CollectionWriter:
         Raises:
             ValueError: the collection already holds chunks.
         """
-        if self.dense.ntotal or len(self.store.chunk_ids(self.info.id, (ACTIVE, PENDING, DELETED))):
+        if sum(p.dense.ntotal for p in self.shards) or len(self.store.chunk_ids(self.info.id, (ACTIVE, PENDING, DELETED))):
             raise ValueError(f"collection {self.info.name!r} is not empty; load() fills empty collections only")
         report = WriteReport()
-        staged, texts, vectors = self._stage(versions, None, report)
-        with _Clock(report, "dense_s"):
-            self.dense.rebuild(report.chunk_ids, vectors)
-        with _Clock(report, "lexical_s"):
-            self.lexical.add(zip(report.chunk_ids.tolist(), texts))
-        self._staged += staged
+        for part, staged, texts, vectors in self._stage(versions, None, report):
+            ids = np.asarray([c for d in staged for c in d.chunk_ids], np.int64)
+            with _Clock(report, "dense_s"):
+                part.dense.rebuild(ids, vectors)
+            with _Clock(report, "lexical_s"):
+                part.lexical.add(zip(ids.tolist(), texts))
+            part.staged += staged
         report.merge(self.commit())
         return report
 
     def _stage(
         self, versions: Sequence[DocumentVersion], job_id: int | None, report: WriteReport, rows_per_tx: int = 500
-    ) -> tuple[list[StagedDoc], list[str], np.ndarray]:
+    ) -> list[tuple[ShardIndexes, list[StagedDoc], list[str], np.ndarray]]:
+        """Write the versions as pending, in order, and split what each shard indexes."""
+        shard_nums = [self.shard_of(v.document.external_id) for v in versions]
         staged: list[StagedDoc] = []
         with _Clock(report, "db_s"):
             for start in range(0, len(versions), rows_per_tx):
                 part = versions[start : start + rows_per_tx]
                 items = [(v.document, v.sha256, v.chunks, v.vectors, v.replaces) for v in part]
-                staged += self.store.stage(self.info.id, job_id, items)
+                staged += self.store.stage(self.info.id, job_id, items, shards=shard_nums[start : start + rows_per_tx])
         report.chunk_ids = np.asarray([cid for s in staged for cid in s.chunk_ids], dtype=np.int64)
-        texts = [t for v in versions for t in v.indexed_texts()]
-        vectors = np.concatenate([v.vectors for v in versions]) if versions else np.zeros((0, self.dim), np.float32)
         for v in versions:
             if v.replaces is None:
                 report.documents_added += 1
             else:
                 report.documents_updated += 1
-        return staged, texts, vectors
+        out = []
+        for k, part in enumerate(self.shards):
+            mine = [i for i, n in enumerate(shard_nums) if n == k]
+            if not mine:
+                continue
+            texts = [t for i in mine for t in versions[i].indexed_texts()]
+            vectors = np.concatenate([versions[i].vectors for i in mine])
+            out.append((part, [staged[i] for i in mine], texts, vectors))
+        return out
 
     def commit(self) -> WriteReport:
-        """Make both indexes durable, then activate what is staged in one transaction."""
+        """Make every shard's indexes durable, then activate what is staged in one transaction."""
         report = WriteReport()
         t0 = self._last_commit = time.perf_counter()
-        if not self._staged:
+        staged = [d for part in self.shards for d in part.staged]
+        if not staged:
             return report
-        with _Clock(report, "lexical_s"):
-            self.lexical.commit()
-        with _Clock(report, "dense_s"):
-            self.dense.save()
+        for part in self.shards:
+            if not part.staged:
+                continue
+            with _Clock(report, "lexical_s"):
+                part.lexical.commit()
+            with _Clock(report, "dense_s"):
+                part.dense.save()
         with _Clock(report, "db_s"):
-            self.store.activate(self._staged)
-        replaced = [s.replaces for s in self._staged if s.replaces is not None]
-        self._staged = []
+            self.store.activate(staged)
+        replaced = [s.replaces for s in staged if s.replaces is not None]
+        for part in self.shards:
+            part.staged = []
         if replaced:
             with _Clock(report, "lexical_s"):
                 self._remove_lexical(self.store.chunk_ids_of_docs(replaced))
@@ -330,59 +389,72 @@ class CollectionWriter:
         return n
 
     def compact(self) -> dict[str, int]:
-        """Remove tombstoned chunks from both indexes and the database.
+        """Remove tombstoned chunks from every shard's indexes and from the database.
 
         Each step is safe to interrupt: deleted documents stay filtered until their rows are purged.
         """
         cid = self.info.id
         deleted_docs = self.store.docs_in_state(cid, DELETED)
         deleted_chunks = self.store.chunk_ids_of_docs(deleted_docs)
-        before = self.dense.ntotal
-        rebuild_dense(self.store, self.info, self.dense, (ACTIVE,))
+        before = sum(p.dense.ntotal for p in self.shards)
+        for part in self.shards:
+            rebuild_dense(self.store, self.info, part.dense, (ACTIVE,), part.place.shard)
         self._remove_lexical(deleted_chunks)
         self.store.purge(deleted_docs)
         return {
             "documents_purged": len(deleted_docs),
             "chunks_purged": int(len(deleted_chunks)),
             "vectors_before": int(before),
-            "vectors_after": int(self.dense.ntotal),
+            "vectors_after": int(sum(p.dense.ntotal for p in self.shards)),
         }
 
     def _remove_lexical(self, chunk_ids: np.ndarray) -> None:
-        if len(chunk_ids):
-            self.lexical.delete([int(i) for i in chunk_ids])
-            self.lexical.commit()
+        if not len(chunk_ids):
+            return
+        if len(self.shards) == 1:
+            by_shard = {0: [int(i) for i in chunk_ids]}
+        else:
+            by_shard = self.store.shard_chunk_ids(chunk_ids)
+        for shard, ids in by_shard.items():
+            self.shards[shard].lexical.delete(ids)
+            self.shards[shard].lexical.commit()
 
     # repair --------------------------------------------------------------------------------
 
     def reconcile(self) -> ReconcileReport:
-        """Repair what a killed writer left behind (the writer's lock is held)."""
+        """Repair what a killed writer left behind, shard by shard (the writer's lock is held)."""
         cid = self.info.id
         self.store.interrupt_running_jobs(cid)
         pending_docs = self.store.docs_in_state(cid, PENDING)
         pending_chunks = self.store.chunk_ids_of_docs(pending_docs)
-        required = self.store.chunk_ids(cid, (ACTIVE,))
-        allowed = self.store.chunk_ids(cid, (ACTIVE, DELETED))
+        rebuilt, added, removed = False, 0, 0
+        for part in self.shards:
+            shard = part.place.shard
+            required = self.store.chunk_ids(cid, (ACTIVE,), shard)
+            allowed = self.store.chunk_ids(cid, (ACTIVE, DELETED), shard)
 
-        dense_ids = self.dense.ids()
-        dense_ok = bool(np.isin(required, dense_ids).all()) and bool(np.isin(dense_ids, allowed).all())
-        if not dense_ok:
-            rebuild_dense(self.store, self.info, self.dense, (ACTIVE, DELETED))
+            dense_ids = part.dense.ids()
+            dense_ok = bool(np.isin(required, dense_ids).all()) and bool(np.isin(dense_ids, allowed).all())
+            if not dense_ok:
+                rebuild_dense(self.store, self.info, part.dense, (ACTIVE, DELETED), shard)
+                rebuilt = True
 
-        lex_ids = self.lexical.ids()
-        missing = np.setdiff1d(required, lex_ids, assume_unique=False)
-        extra = np.setdiff1d(lex_ids, allowed, assume_unique=False)
-        if len(extra):
-            self.lexical.delete(extra.tolist())
-        if len(missing):
-            wanted = set(missing.tolist())
-            for rows in self.store.iter_lexical(cid, (ACTIVE,)):
-                self.lexical.add((i, embedding_text(title, text)) for i, title, text in rows if i in wanted)
-        if len(extra) or len(missing):
-            self.lexical.commit()
+            lex_ids = part.lexical.ids()
+            missing = np.setdiff1d(required, lex_ids, assume_unique=False)
+            extra = np.setdiff1d(lex_ids, allowed, assume_unique=False)
+            if len(extra):
+                part.lexical.delete(extra.tolist())
+            if len(missing):
+                wanted = set(missing.tolist())
+                for rows in self.store.iter_lexical(cid, (ACTIVE,), shard=shard):
+                    part.lexical.add((i, embedding_text(title, text)) for i, title, text in rows if i in wanted)
+            if len(extra) or len(missing):
+                part.lexical.commit()
+            added += int(len(missing))
+            removed += int(len(extra))
         if pending_docs:
             self.store.purge(pending_docs)
-        report = ReconcileReport(len(pending_docs), not dense_ok, int(len(missing)), int(len(extra)))
+        report = ReconcileReport(len(pending_docs), rebuilt, added, removed)
         if report.changed:
             log.warning(
                 "reconciled %s: purged %d pending documents (%d chunks), dense rebuilt: %s, lexical +%d -%d",
@@ -393,25 +465,27 @@ class CollectionWriter:
 
 
 def open_dense(
-    settings: Settings, store: Store, info: CollectionInfo, directory: Path, model_id: str, dim: int
+    settings: Settings, store: Store, info: CollectionInfo, place: ShardPlace, model_id: str, dim: int
 ) -> DenseIndex:
-    """The collection's FAISS index; a damaged file is rebuilt from the vectors in the database."""
+    """One shard's FAISS index; a damaged file is rebuilt from the vectors in the database."""
     from rag.index.dense import IndexCorruptError
 
     try:
-        return open_dense_file(settings, directory, model_id, dim, store.cipher)
+        return open_dense_file(settings, place.directory, model_id, dim, store.cipher)
     except IndexCorruptError as exc:
         log.warning("dense index of %s is damaged (%s); rebuilding it from the database", info.name, exc)
-        shutil.rmtree(directory / "dense", ignore_errors=True)
-        dense = open_dense_file(settings, directory, model_id, dim, store.cipher)
-        rebuild_dense(store, info, dense, (ACTIVE,))
+        shutil.rmtree(place.directory / "dense", ignore_errors=True)
+        dense = open_dense_file(settings, place.directory, model_id, dim, store.cipher)
+        rebuild_dense(store, info, dense, (ACTIVE,), place.shard)
         return dense
 
 
-def rebuild_dense(store: Store, info: CollectionInfo, dense: DenseIndex, states: tuple[str, ...]) -> None:
-    """Rebuild a collection's FAISS index from the vectors the database stores, and save it."""
+def rebuild_dense(
+    store: Store, info: CollectionInfo, dense: DenseIndex, states: tuple[str, ...], shard: int | None = None
+) -> None:
+    """Rebuild a FAISS index (a collection's, or one shard's) from the vectors the database stores, and save it."""
     ids_parts, vec_parts = [], []
-    for ids, vecs in store.iter_vectors(info.id, states):
+    for ids, vecs in store.iter_vectors(info.id, states, shard=shard):
         ids_parts.append(ids)
         vec_parts.append(vecs)
     ids = np.concatenate(ids_parts) if ids_parts else np.zeros(0, dtype=np.int64)
