@@ -10,7 +10,7 @@ COPY api ./api
 COPY eval ./eval
 COPY cli ./cli
 RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
- && pip install .
+ && pip install '.[ray]'
 RUN useradd --system --home /var/lib/rag rag && mkdir -p /var/lib/rag && chown rag /var/lib/rag
 USER rag
 EXPOSE 8000

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rag.config import Settings
@@ -51,11 +52,61 @@ def run(
     with open_runtime(settings, reconcile=True, log=log) as runtime:
         p = runtime.pipeline
         app = create_app(settings, p, admin(settings, p.store, p.embedder) if admin is not None else None)
-        keyed = bool(settings.api_keys) or app.state.keyring.any_keys()
-        if not keyed and host not in ("127.0.0.1", "localhost", "::1"):
-            log(f"[yellow]no API keys configured (RAG_API_KEYS or `rag keys create`): binding to 127.0.0.1 instead of {host}[/]")
-            host = "127.0.0.1"
-        elif not keyed:
-            log("no API keys configured (RAG_API_KEYS or `rag keys create`): serving on 127.0.0.1 only, without authentication")
+        host = _bind_host(settings, host, bool(settings.api_keys) or app.state.keyring.any_keys(), log)
         log(f"serving on http://{host}:{port}: the page at /, OpenAPI docs at /docs")
         uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+
+
+def _bind_host(settings: Settings, host: str, keyed: bool, log: Log) -> str:
+    """``host``, or loopback when no API key is configured (with a line saying so)."""
+    if not keyed and host not in ("127.0.0.1", "localhost", "::1"):
+        log(f"[yellow]no API keys configured (RAG_API_KEYS or `rag keys create`): binding to 127.0.0.1 instead of {host}[/]")
+        return "127.0.0.1"
+    if not keyed:
+        log("no API keys configured (RAG_API_KEYS or `rag keys create`): serving on 127.0.0.1 only, without authentication")
+    return host
+
+
+def run_on_ray(
+    settings: Settings,
+    host: str | None = None,
+    port: int | None = None,
+    *,
+    address: str | None = None,
+    config_path: Path | None = None,
+    log: Log = print,
+) -> None:
+    """Serve the API as Ray Serve replicas on a cluster (``rag serve --engine ray``) until interrupted.
+
+    The replicas share one generator URL: without ``RAG_GENERATOR__URL`` this process starts the
+    local llama.cpp server and hands its URL to them. The admin endpoints answer 503 there
+    (ingest with ``rag ingest --engine ray``).
+    """
+    import os
+
+    from api.ray_serve import serve_on_ray
+    from rag.index.store import Store
+    from rag.security.crypto import open_cipher
+    from rag.security.keys import KeyRing
+
+    settings = for_queries(settings)
+    store = Store(settings.sqlalchemy_url, cipher=open_cipher(settings))
+    try:
+        keyed = bool(settings.api_keys) or KeyRing(store).any_keys()
+    finally:
+        store.close()
+    host = _bind_host(settings, host or settings.api.host, keyed, log)
+    port = settings.api.port if port is None else port
+    server = None
+    try:
+        if not settings.generator.url:
+            from rag.runtime.llama_server import LocalLlamaServer
+
+            server = LocalLlamaServer(settings.generator, settings.data_dir)
+            log("starting the local llama.cpp generator for the replicas (no RAG_GENERATOR__URL set) ...")
+            os.environ["RAG_GENERATOR__URL"] = server.start()
+        serve_on_ray(settings, host, port, address=address, config_path=str(config_path) if config_path else None,
+                     log_line=log)
+    finally:
+        if server is not None:
+            server.stop()

@@ -151,6 +151,12 @@ def ingest(
     ] = None,
     create: Annotated[bool, typer.Option("--create", help="create the collection if it does not exist")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print one summary object")] = False,
+    engine: Annotated[
+        str, typer.Option("--engine", help="local, or ray: parse, chunk and embed on a Ray cluster (extra 'ray')")
+    ] = "local",
+    address: Annotated[
+        Optional[str], typer.Option("--address", help="with --engine ray: auto, ray://HOST:PORT, HOST:PORT or local")
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Ingest files (.txt .md .html .pdf .docx .pptx .xlsx .csv, BEIR .jsonl) into a collection. Exit 1 if any failed."""
@@ -161,6 +167,10 @@ def ingest(
     from rag.errors import NotFoundError
 
     extra = parse_metadata(metadata or [])
+    if engine not in ("local", "ray"):
+        raise RagErrorExit(f"--engine: expected local or ray, got {engine!r}", 2)
+    if address is not None and engine != "ray":
+        raise RagErrorExit("--address: only with --engine ray", 2)
     settings = _settings(config)
     store = _store(settings)
     try:
@@ -170,7 +180,12 @@ def ingest(
             raise _missing_collection(store, collection, create_hint=True) from None
     show = not as_json and console.is_terminal
     with console.status("loading the embedding model") if show else nullcontext():
-        ingestor = Ingestor(settings, store, Embedder(settings.embedding), collection)
+        if engine == "ray":
+            from indexer.ray_ingest import RayIngestor
+
+            ingestor = RayIngestor(settings, store, Embedder(settings.embedding), collection, address=address)
+        else:
+            ingestor = Ingestor(settings, store, Embedder(settings.embedding), collection)
     progress = _ingest_progress(show)
     with progress:
         task = progress.add_task("ingest", total=None, docs=0, chunks=0, rate="0.0", eta="—")
@@ -400,13 +415,26 @@ def compact(collection: CollectionOpt, config: ConfigOpt = None) -> None:
 def serve(
     host: Annotated[Optional[str], typer.Option(help="bind address (default from RAG_API__HOST)")] = None,
     port: Annotated[Optional[int], typer.Option(help="port (default from RAG_API__PORT)")] = None,
+    engine: Annotated[
+        str, typer.Option("--engine", help="local (uvicorn), or ray: Ray Serve replicas and shard actors (extra 'ray')")
+    ] = "local",
+    address: Annotated[
+        Optional[str], typer.Option("--address", help="with --engine ray: auto, ray://HOST:PORT, HOST:PORT or local")
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Run the REST API and the web page at / (starts a local llama.cpp generator when no RAG_GENERATOR__URL is set)."""
-    from api.server import run
+    from api.server import run, run_on_ray
     from indexer.service import AdminOperations
 
+    if engine not in ("local", "ray"):
+        raise RagErrorExit(f"--engine: expected local or ray, got {engine!r}", 2)
+    if address is not None and engine != "ray":
+        raise RagErrorExit("--address: only with --engine ray", 2)
     settings = _settings(config)
+    if engine == "ray":
+        run_on_ray(settings, host=host, port=port, address=address, config_path=config, log=console.print)
+        return
     run(settings, host=host, port=port, log=console.print, admin=AdminOperations)
 
 

@@ -195,6 +195,14 @@ def _content_key(texts: Sequence[str]) -> str:
     return h.hexdigest()
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A document's chunks, and their vectors when already embedded, computed by another worker."""
+
+    chunks: list[ChunkDraft]
+    vectors: np.ndarray | None = None
+
+
 @dataclass
 class _Todo:
     """A document of a batch that will be written: its chunks, and its vectors once embedded."""
@@ -288,6 +296,10 @@ class Ingestor:
         self.settings_key = chunking_key(
             settings.chunking, self.embedder.model_id, self.embedder.max_seq_length, self.redactor.kinds
         )
+        self._ready: dict[str, Prepared] = {}
+        """Chunks (and vectors) computed elsewhere for documents still to be written, by external id:
+        a distributed engine fills it, :meth:`_write_batch` takes from it instead of chunking and
+        embedding again."""
         if not self.info.settings.get("embedding_model"):
             # A different model later is refused by the FAISS manifest with a clear message.
             store.update_collection_settings(collection, {"embedding_model": self.embedder.model_id, "dim": self.embedder.dim})
@@ -483,7 +495,8 @@ class Ingestor:
                 if prev is not None and prev.sha256 == sha:
                     report.documents_unchanged += 1
                     continue
-                chunks = self.chunker.chunk(doc)
+                ready = self._ready.pop(doc.external_id, None)
+                chunks = ready.chunks if ready is not None else self.chunker.chunk(doc)
                 if not chunks:
                     report.fail(doc.source if doc.source != doc.external_id else doc.external_id, "document has no text")
                     continue
@@ -502,6 +515,8 @@ class Ingestor:
                             vectors = stored if stored.shape == (len(chunks), self.embedder.dim) else None
                 if replaces is not None:
                     run.replaced.add(replaces)
+                if ready is not None and ready.vectors is not None:
+                    vectors = ready.vectors
                 texts = [embedding_text(doc.title, c.text) for c in chunks]
                 todo.append(_Todo(pos, doc, sha, chunks, texts, replaces, kind, vectors))
         self._embed(todo, marks, run)

@@ -247,6 +247,28 @@ class IngestConfig(_Section):
     )
 
 
+class RayConfig(_Section):
+    """The Ray engine: `rag ingest --engine ray` and `rag serve --engine ray` (extra `ray`)."""
+
+    address: str = Field(
+        "auto",
+        description="the cluster to join: auto (the one `ray start` runs here), ray://HOST:PORT, HOST:PORT, "
+        "or local (start one in this process)",
+    )
+    embed_actors: int = Field(1, ge=1, le=1024, description="embedding actors in the ingest's actor pool")
+    actor_cpus: float = Field(1.0, gt=0.0, description="CPUs each embedding actor reserves (and its threads)")
+    actor_gpus: float = Field(
+        -1.0, ge=-1.0, description="GPUs per embedding actor; -1: 1 when the cluster has GPUs, else 0"
+    )
+    parse_cpus: float = Field(0.5, gt=0.0, description="CPUs each parse-and-chunk task reserves")
+    files_per_batch: int = Field(8, ge=1, le=10_000, description="files per parse task and per embedding call")
+    api_replicas: int = Field(1, ge=1, le=1024, description="Ray Serve replicas of the API at start")
+    max_replicas: int = Field(
+        0, ge=0, le=1024, description="autoscale the API up to this many replicas (0: a fixed api_replicas)"
+    )
+    namespace: str = Field("rag", min_length=1, max_length=64, description="Ray namespace of the shard actors")
+
+
 class EncryptionConfig(_Section):
     """Encryption at rest (AES-256-GCM); off unless a key file is set."""
 
@@ -303,6 +325,7 @@ class Settings(BaseSettings):
     verifier: VerifierConfig = VerifierConfig()
     api: ApiConfig = ApiConfig()
     ingest: IngestConfig = IngestConfig()
+    ray: RayConfig = RayConfig()
     privacy: PrivacyConfig = PrivacyConfig()
     encryption: EncryptionConfig = EncryptionConfig()
     log_level: str = "INFO"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +14,8 @@ from rag.config import Settings
 from rag.embedding import Embedder
 from rag.errors import InputError, NotFoundError
 from rag.index.reader import CollectionReader, ReaderCache
-from rag.index.store import Store
+from rag.index.fanout import Fanout
+from rag.index.store import CollectionInfo, Store
 from rag.interfaces import Generator, Planner, Reranker
 from rag.planning import ConversationRewriter, build_planners
 from rag.privacy import KINDS, AnswerPolicy, Redactor, StreamGuard
@@ -68,6 +69,8 @@ class RagPipeline:
         generator: the chat-completions client, or None (``/v1/search`` still works).
         planner: the default planner (default: the one of ``RAG_PLANNER__MODE``); a request may
             still ask for another mode by name.
+        fanout: how a collection's shards are searched (default: in this process, by threads when
+            it has several); ``rag serve --engine ray`` gives Ray actors.
 
     Example:
         >>> with open_runtime(settings) as runtime:  # doctest: +SKIP
@@ -83,6 +86,7 @@ class RagPipeline:
         reranker_status: ComponentStatus | None = None,
         generator: Generator | None = None,
         planner: Planner | None = None,
+        fanout: Callable[[CollectionInfo], Fanout] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -107,7 +111,9 @@ class RagPipeline:
             rewriter=ConversationRewriter(settings.planner, generator, self._count_tokens),
         )
         self._readers = ReaderCache(
-            lambda info: CollectionReader(self.settings, self.store, info, self.embedder),
+            lambda info: CollectionReader(
+                self.settings, self.store, info, self.embedder, fanout(info) if fanout is not None else None
+            ),
             lambda: {c.id for c in self.store.collections()},
         )
 

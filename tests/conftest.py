@@ -109,3 +109,17 @@ def use_session_embedder(monkeypatch: pytest.MonkeyPatch, embedder: Embedder) ->
     """Make ``rag`` commands run in this process use the already loaded embedder, and no reranker."""
     monkeypatch.setenv("RAG_RERANKER__MODEL", "")
     monkeypatch.setattr("rag.embedding.Embedder", lambda config: embedder)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():  # noqa: ANN201
+    """A real two-node Ray cluster on this machine (a head and one more raylet), shared by the session."""
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install '.[ray]')")
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
+    c.add_node(num_cpus=2)
+    c.wait_for_nodes()
+    yield c
+    ray.shutdown()
+    c.shutdown()

@@ -18,7 +18,8 @@ from rag.embedding import Embedder
 from rag.errors import ModelLoadError
 from rag.generation.client import Generator
 from rag.index.collection import CollectionBusyError
-from rag.index.store import Store
+from rag.index.fanout import Fanout
+from rag.index.store import CollectionInfo, Store
 from rag.index.writer import CollectionWriter
 from rag.pipeline import ComponentStatus, RagPipeline
 from rag.rerank.cross_encoder import Reranker
@@ -96,6 +97,7 @@ def open_runtime(
     reconcile: bool = False,
     embedder: Embedder | None = None,
     log: Log = print,
+    fanout: Callable[[CollectionInfo], Fanout] | None = None,
 ) -> Iterator[Runtime]:
     """Open the store and models; with ``generator``, reach the generator, starting llama.cpp when no URL is set.
 
@@ -107,6 +109,7 @@ def open_runtime(
         reconcile: repair collections a killed writer left (the server does this at start).
         embedder: an embedder already loaded (benchmarks open one runtime per corpus size with one model).
         log: where progress lines go.
+        fanout: how collections' shards are searched (default: in this process).
 
     Raises:
         ConfigError / ModelLoadError: a configured model is missing, naming the setting.
@@ -140,7 +143,7 @@ def open_runtime(
                 gen.warm_up()
             except Exception as exc:  # the service still searches without a generator
                 log(f"[yellow]warning:[/] generator not reachable yet: {exc}")
-        pipeline = RagPipeline(settings, store, embedder, rr, status, gen)
+        pipeline = RagPipeline(settings, store, embedder, rr, status, gen, fanout=fanout)
         yield Runtime(settings, store, embedder, rr, status, gen, pipeline)
     finally:
         if server is not None:
