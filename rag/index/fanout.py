@@ -64,9 +64,13 @@ class ShardSearcher:
 
     def bm25_candidates(
         self, weights: dict[str, float], n: int, allow: np.ndarray | None, deny: np.ndarray | None
-    ) -> list[TermHit]:
-        """This shard's BM25 candidates with what a collection-wide score needs."""
-        return self.lexical.search_explained(weights, n, allow, deny) if weights else []
+    ) -> list[Hit]:
+        """This shard's BM25 top ``n`` with the collection's idf (``weights`` from :func:`shard_weights`)."""
+        return self.lexical.search_weighted(weights, n, allow, deny) if weights else []
+
+    def bm25_explain(self, weights: dict[str, float], chunk_ids: Sequence[int]) -> list[TermHit]:
+        """What a collection-wide BM25 of these chunks needs: term frequencies and lengths."""
+        return self.lexical.explain(weights, chunk_ids) if weights and chunk_ids else []
 
     def vectors(self) -> int:
         """Vectors in this shard's FAISS index."""
@@ -92,7 +96,9 @@ class Fanout(Protocol):
 
     def bm25_candidates(
         self, weights: Sequence[dict[str, float]], n: int, allow: np.ndarray | None, deny: np.ndarray | None
-    ) -> list[list[TermHit]]: ...
+    ) -> list[list[Hit]]: ...
+
+    def bm25_explain(self, weights: Sequence[dict[str, float]], chunk_ids: Sequence[Sequence[int]]) -> list[list[TermHit]]: ...
 
     def bytes_on_disk(self) -> int: ...
 
@@ -129,9 +135,13 @@ class ThreadFanout:
 
     def bm25_candidates(
         self, weights: Sequence[dict[str, float]], n: int, allow: np.ndarray | None, deny: np.ndarray | None
-    ) -> list[list[TermHit]]:
+    ) -> list[list[Hit]]:
         """Each shard's BM25 candidates, shard ``k`` searched with ``weights[k]``."""
         return self._each(lambda k, s: s.bm25_candidates(weights[k], n, allow, deny))
+
+    def bm25_explain(self, weights: Sequence[dict[str, float]], chunk_ids: Sequence[Sequence[int]]) -> list[list[TermHit]]:
+        """Shard ``k``'s explanation of ``chunk_ids[k]``."""
+        return self._each(lambda k, s: s.bm25_explain(weights[k], chunk_ids[k]))
 
     def bytes_on_disk(self) -> int:
         """Size of every shard's index files."""

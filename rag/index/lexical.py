@@ -175,6 +175,43 @@ def collection_bm25(
     return sorted(out, key=lambda h: (-h.score, h.chunk_id))
 
 
+# Relative slack on a shard's score bounds for float32 rounding (tantivy scores in float32).
+_BOUND_SLACK = 1e-5
+
+
+def score_bounds(shard: ShardStats, total: Sequence[ShardStats]) -> tuple[float, float]:
+    """How far the collection's BM25 of a shard's hit can be from its score in the shard.
+
+    Searched with :func:`shard_weights`, a shard's score differs from the collection's only by
+    the length normalisation, which uses the shard's average length instead of the
+    collection's. Each term's part moves by a factor between 1 and (collection average / shard
+    average), so the whole score does too: ``(low, high)`` multiply the shard's score.
+    """
+    docs = sum(s.docs for s in total)
+    if not docs or not shard.docs or not shard.tokens:
+        return 1.0 - _BOUND_SLACK, 1.0 + _BOUND_SLACK
+    ratio = (sum(s.tokens for s in total) / docs) / (shard.tokens / shard.docs)
+    return min(1.0, ratio) * (1.0 - _BOUND_SLACK), max(1.0, ratio) * (1.0 + _BOUND_SLACK)
+
+
+def uncertain(intervals: Sequence[tuple[float, float]]) -> list[bool]:
+    """For each ``(low, high)`` interval, whether it overlaps another one (their order is in doubt)."""
+    n = len(intervals)
+    order = sorted(range(n), key=lambda i: -intervals[i][1])
+    out = [False] * n
+    prefix_low = float("inf")
+    for i in order:
+        if intervals[i][1] > prefix_low:
+            out[i] = True
+        prefix_low = min(prefix_low, intervals[i][0])
+    suffix_high = float("-inf")
+    for i in reversed(order):
+        if intervals[i][0] < suffix_high:
+            out[i] = True
+        suffix_high = max(suffix_high, intervals[i][1])
+    return out
+
+
 def shard_weights(weights: dict[str, float], shard: ShardStats, total: Sequence[ShardStats]) -> dict[str, float]:
     """Query weights for one shard that make its idf the collection's, so it picks the right candidates."""
     docs = sum(s.docs for s in total)
@@ -458,21 +495,29 @@ class LexicalIndex:
         self._length_cache = (key, stats)
         return stats
 
-    def search_explained(
+    def search_weighted(
         self, weights: dict[str, float], k: int, allow: np.ndarray | None = None, deny: np.ndarray | None = None
-    ) -> list[TermHit]:
-        """The top ``k`` (and a few more) by ``weights``, with each term's frequency and the length.
+    ) -> list[Hit]:
+        """The top ``k`` by BM25 with ``weights`` as the terms' query weights (ties as :meth:`search`).
 
         A sharded collection searches each shard with weights that give its terms the
-        collection's idf, then scores these candidates again with the collection's statistics
-        (:func:`collection_bm25`).
+        collection's idf (:func:`shard_weights`).
         """
         final = self._filtered(self._weighted_query(weights), allow, deny)
         if final is None:
             return []
+        return self._top_k(self._index.searcher(), final, k)
+
+    def explain(self, weights: dict[str, float], chunk_ids: Sequence[int]) -> list[TermHit]:
+        """For these chunks, each matched term's frequency and the field length BM25 used.
+
+        :func:`collection_bm25` scores them again with the collection's statistics.
+        """
+        final = self._filtered(self._weighted_query(weights), np.asarray(list(chunk_ids), np.int64), None)
+        if final is None:
+            return []
         searcher = self._index.searcher()
-        # A few past k: rescoring moves candidates only by the shard's length norm.
-        hits = searcher.search(final, limit=k + max(5, k // 5), count=False).hits
+        hits = searcher.search(final, limit=max(1, len(chunk_ids)), count=False).hits
         ids = searcher.fast_field_values(ID_FIELD, [addr for _, addr in hits])
         out = []
         for (_score, addr), cid in zip(hits, ids, strict=True):

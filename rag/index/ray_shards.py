@@ -51,8 +51,11 @@ class ShardActor:
 
     def bm25_candidates(
         self, weights: dict[str, float], n: int, allow: np.ndarray | None, deny: np.ndarray | None
-    ) -> list[TermHit]:
+    ) -> list[Hit]:
         return self.searcher.bm25_candidates(weights, n, allow, deny)
+
+    def bm25_explain(self, weights: dict[str, float], chunk_ids: Sequence[int]) -> list[TermHit]:
+        return self.searcher.bm25_explain(weights, chunk_ids)
 
     def bytes_on_disk(self) -> int:
         return self.searcher.bytes_on_disk()
@@ -118,9 +121,18 @@ class RayFanout:
 
     def bm25_candidates(
         self, weights: Sequence[dict[str, float]], n: int, allow: np.ndarray | None, deny: np.ndarray | None
-    ) -> list[list[TermHit]]:
+    ) -> list[list[Hit]]:
         """Each shard's BM25 candidates, shard ``k`` searched with ``weights[k]``."""
         return self._each("bm25_candidates", [(w, n, allow, deny) for w in weights])
+
+    def bm25_explain(self, weights: Sequence[dict[str, float]], chunk_ids: Sequence[Sequence[int]]) -> list[list[TermHit]]:
+        """Shard ``k``'s explanation of ``chunk_ids[k]`` (shards with none are not asked)."""
+        asked = [k for k, ids in enumerate(chunk_ids) if ids]
+        got = self.ray.get([self.actors[k].bm25_explain.remote(weights[k], list(chunk_ids[k])) for k in asked])
+        out: list[list[TermHit]] = [[] for _ in chunk_ids]
+        for k, hits in zip(asked, got, strict=True):
+            out[k] = hits
+        return out
 
     def bytes_on_disk(self) -> int:
         """Size of every shard's index files."""

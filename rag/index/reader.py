@@ -22,7 +22,7 @@ from rag.embedding import Embedder
 from rag.errors import InputError
 from rag.index.collection import bytes_on_disk, collection_dir
 from rag.index.fanout import Fanout, ShardSearcher, ThreadFanout, merge_hits
-from rag.index.lexical import collection_bm25, query_weights, shard_weights
+from rag.index.lexical import collection_bm25, query_weights, score_bounds, shard_weights, uncertain
 from rag.index.shards import shard_places
 from rag.index.store import CollectionInfo, Store
 from rag.types import Filters, FusedHit, Hit, Query, Restriction, ScoredChunk, StageScores, Stopwatch
@@ -192,10 +192,49 @@ class BM25Retriever(_IndexRetriever):
             weights = self._weights(query.text)
             if not weights:
                 return []
-            stats = fanout.bm25_stats(list(weights))
-            per_shard = [shard_weights(weights, s, stats) for s in stats]
-            candidates = fanout.bm25_candidates(per_shard, n, restriction.allow, restriction.deny)
-            return collection_bm25([h for hits in candidates for h in hits], weights, stats)[:n]
+            return self._sharded(fanout, weights, restriction, n)
+
+    def _sharded(self, fanout: Fanout, weights: dict[str, float], restriction: Restriction, n: int) -> list[Hit]:
+        """BM25 over every shard as one index would score it (see :func:`~rag.index.lexical.score_bounds`).
+
+        Each shard is searched with the collection's idf; a hit's collection-wide score then lies
+        within known bounds of its shard score. Only the hits whose bounds overlap another's, and
+        so whose order is in doubt, are scored exactly with the collection's statistics; a shard
+        that may hold more hits above the cut is searched deeper.
+        """
+        stats = fanout.bm25_stats(list(weights))
+        if not sum(s.docs for s in stats):
+            return []
+        per_shard = [shard_weights(weights, s, stats) for s in stats]
+        bounds = [score_bounds(s, stats) for s in stats]
+        limit = n
+        while True:
+            found = fanout.bm25_candidates(per_shard, limit, restriction.allow, restriction.deny)
+            cands = [(k, h) for k, hits in enumerate(found) for h in hits]
+            intervals = [(h.score * bounds[k][0], h.score * bounds[k][1]) for k, h in cands]
+            lows = sorted((lo for lo, _hi in intervals), reverse=True)
+            cut = lows[n - 1] if len(lows) >= n else float("-inf")
+            # A shard that filled its limit may hold more hits: its next is at most its last one's bound.
+            unseen = max((hits[-1].score * bounds[k][1] for k, hits in enumerate(found) if len(hits) >= limit),
+                         default=float("-inf"))
+            if unseen < cut or limit >= 8 * n:
+                break
+            limit *= 2
+        keep = [i for i, (_lo, hi) in enumerate(intervals) if hi >= cut]
+        doubt = uncertain([intervals[i] for i in keep])
+        ask: list[list[int]] = [[] for _ in stats]
+        for i, unsure in zip(keep, doubt, strict=True):
+            if unsure:
+                k, h = cands[i]
+                ask[k].append(h.chunk_id)
+        exact: dict[int, float] = {}
+        if any(ask):
+            explained = fanout.bm25_explain(per_shard, ask)
+            exact = {h.chunk_id: h.score for h in collection_bm25([t for ts in explained for t in ts], weights, stats)}
+        hits = [Hit(cands[i][1].chunk_id, exact.get(cands[i][1].chunk_id, cands[i][1].score)) for i in keep]
+        hits.sort(key=lambda h: (-h.score, h.chunk_id))
+        return hits[:n]
+
 
 class DenseRetriever(_IndexRetriever):
     """Nearest neighbours of the query's embedding in the collection's FAISS index."""

@@ -102,7 +102,9 @@ def _same_top10(pipeline: RagPipeline, filters: Filters | None = None) -> None:
             one = getattr(pipeline.reader("one"), name).retrieve(q, filters, 10)
             three = getattr(pipeline.reader("three"), name).retrieve(q, filters, 10)
             assert _keys(pipeline, "one", one) == _keys(pipeline, "three", three), (name, q)
-            assert [round(c.score, 4) for c in one] == [round(c.score, 4) for c in three], (name, q)
+            # Exact where they decide an order; elsewhere within the shards' length-norm bound, which
+            # reaches 4 % on shards of a dozen chunks (rag.index.lexical.score_bounds).
+            assert [c.score for c in three] == pytest.approx([c.score for c in one], rel=0.05), (name, q)
         one = pipeline.search("one", q, 10, filters, rerank=False).results
         three = pipeline.search("three", q, 10, filters, rerank=False).results
         assert len(one) == 10 or filters is not None
