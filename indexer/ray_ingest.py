@@ -4,10 +4,11 @@ The driver (this process) walks the paths, as a local ingest does, and hands the
 Data pipeline:
 
 1. ``map_batches`` over :func:`parse_files`, CPU tasks: each loads its files with the same
-   loaders as a local ingest, adds ``--metadata``, redacts, hashes, and chunks every document
-   whose hash differs from its active version's (unchanged documents are not chunked again);
-2. ``map_batches`` over :class:`EmbedChunks`, an actor pool: each actor loads the embedder once
-   and embeds the chunks of a batch in one call, on a GPU when the cluster has them;
+   loaders as a local ingest, adds ``--metadata``, redacts, and hashes; a document whose hash
+   equals its active version's is marked unchanged (it is not chunked or embedded again);
+2. ``map_batches`` over :class:`EmbedChunks`, an actor pool: each actor loads the embedder once,
+   chunks the batch's changed documents with its tokenizer and embeds their chunks in one call,
+   on a GPU when the cluster has them (the parse tasks load no model);
 3. the driver takes the batches in order and gives them to the collection's one writer through
    :class:`~indexer.pipeline.Ingestor`, so change detection, renames, ``--sync``, the report and
    crash safety are a local ingest's: documents stay pending until every index is durable.
@@ -20,7 +21,6 @@ are purged by the next ingest, which picks up where the last commit left off.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import pickle
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -50,14 +50,6 @@ class RayIngestError(RagError):
 # ------------------------------------------------------------------------------ on the workers
 
 
-@functools.lru_cache(maxsize=4)
-def _chunker(chunking_json: str, embedding_json: str) -> Chunker:
-    """A worker's chunker, built once per process (it loads the model's tokenizer)."""
-    embedding = EmbeddingConfig.model_validate_json(embedding_json).model_copy(update={"backend": "torch"})
-    embedder = Embedder(embedding)
-    return Chunker(ChunkingConfig.model_validate_json(chunking_json), embedder.tokenizer, embedder.max_seq_length)
-
-
 _ACTIVE: dict[Any, dict[str, str]] = {}
 
 
@@ -75,8 +67,6 @@ def _active(ref: Any) -> dict[str, str]:
 def parse_files(
     batch: dict[str, np.ndarray],
     *,
-    chunking_json: str,
-    embedding_json: str,
     settings_key: str,
     max_file_bytes: int,
     redact: Sequence[str],
@@ -84,13 +74,12 @@ def parse_files(
     metadata: Mapping[str, object],
     active: Any,
 ) -> dict[str, np.ndarray]:
-    """Load, redact, hash and chunk a batch of files (a Ray Data task).
+    """Load, redact and hash a batch of files (a Ray Data task).
 
     Each output row is one file: a pickled list of ``("fail", path, reason)`` and
-    ``("doc", document, redaction counts, chunks or None)``, None when the document's hash
+    ``("doc", document, redaction counts, changed)``, ``changed`` false when the document's hash
     equals its active version's and the driver will skip it as unchanged.
     """
-    chunker = _chunker(chunking_json, embedding_json)
     redactor = Redactor(redact, region=phone_region)
     known = _active(active)
     blobs = []
@@ -108,7 +97,7 @@ def parse_files(
                 if redactor:
                     doc, counts = redact_document(redactor, doc, keep=FILE_METADATA_KEYS)
                 unchanged = known.get(doc.external_id) == content_sha256(doc, settings_key)
-                entries.append(("doc", doc, counts, None if unchanged else chunker.chunk(doc)))
+                entries.append(("doc", doc, counts, not unchanged))
         except FileError as exc:
             entries.append(("fail", exc.path, exc.reason))
         blobs.append(pickle.dumps(entries, protocol=pickle.HIGHEST_PROTOCOL))
@@ -116,13 +105,22 @@ def parse_files(
 
 
 class EmbedChunks:
-    """One actor of the embedding pool: loads the embedder once, embeds a batch's chunks in one call."""
+    """One actor of the embedding pool: loads the embedder once, chunks and embeds a batch in one call."""
 
-    def __init__(self, embedding_json: str) -> None:
+    def __init__(self, embedding_json: str, chunking_json: str) -> None:
         self.embedder = Embedder(EmbeddingConfig.model_validate_json(embedding_json)).warm_up()
+        config = ChunkingConfig.model_validate_json(chunking_json)
+        self.chunker = Chunker(config, self.embedder.tokenizer, self.embedder.max_seq_length)
+
+    def _chunked(self, entry: tuple[Any, ...]) -> tuple[Any, ...]:
+        """A parsed entry with the document's chunks in place of its "changed" flag (None: unchanged)."""
+        if entry[0] != "doc":
+            return entry
+        kind, doc, counts, changed = entry
+        return kind, doc, counts, self.chunker.chunk(doc) if changed else None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        files = [pickle.loads(b) for b in batch["blob"]]
+        files = [[self._chunked(e) for e in pickle.loads(blob)] for blob in batch["blob"]]
         docs = [e for entries in files for e in entries if e[0] == "doc" and e[3]]
         texts = [embedding_text(e[1].title, c.text) for e in docs for c in e[3]]
         vectors = self.embedder.embed_documents(texts) if texts else np.zeros((0, self.embedder.dim), np.float32)
@@ -227,8 +225,6 @@ class RayIngestor(Ingestor):
             num_cpus=conf.parse_cpus,
             max_retries=3,
             fn_kwargs={
-                "chunking_json": self.settings.chunking.model_dump_json(),
-                "embedding_json": embedding.model_copy(update={"backend": "torch"}).model_dump_json(),
                 "settings_key": self.settings_key,
                 "max_file_bytes": self.settings.ingest.max_file_bytes,
                 "redact": list(self.redactor.kinds),
@@ -245,7 +241,10 @@ class RayIngestor(Ingestor):
             num_gpus=gpus,
             max_restarts=-1,
             max_task_retries=-1,
-            fn_constructor_kwargs={"embedding_json": embedding.model_dump_json()},
+            fn_constructor_kwargs={
+                "embedding_json": embedding.model_dump_json(),
+                "chunking_json": self.settings.chunking.model_dump_json(),
+            },
         )
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2):
             for blob in batch["blob"]:

@@ -38,6 +38,12 @@ class BenchPlan:
         large_ef_construction: HNSW efConstruction for index-only sizes (build time).
         peers: run the peer systems.
         haystack: include Haystack when it is installed.
+        scale: run the ``scale`` stage (:mod:`eval.bench.scale`): Ray ingestion against local, 1 shard against
+            ``scale_shards``; off unless asked for (it starts a Ray cluster and builds ``scale_chunks`` twice).
+        scale_chunks: chunks in the 1-shard and the sharded collection (0: no search part).
+        scale_shards: shards of the sharded collection.
+        scale_queries: queries timed on both.
+        scale_ingest_docs: documents ingested per configuration (0: no ingest part).
     """
 
     sizes: tuple[int, ...] = (10_000, 100_000)
@@ -54,15 +60,20 @@ class BenchPlan:
     large_ef_construction: int = 32
     peers: bool = True
     haystack: bool = True
+    scale: bool = False
+    scale_chunks: int = 100_000
+    scale_shards: int = 4
+    scale_queries: int = 200
+    scale_ingest_docs: int = 100
 
     @classmethod
     def full(cls) -> BenchPlan:
-        """10k, 100k and 1M chunks with every peer."""
-        return cls()
+        """10k, 100k and 1M chunks with every peer, and the scale stage."""
+        return cls(scale=True)
 
     @classmethod
     def quick(cls) -> BenchPlan:
-        """10k chunks and the peers, no 1M (under 10 minutes once the corpus vectors are cached)."""
+        """10k chunks and the peers, no 1M, no scale stage (under 10 minutes once the corpus vectors are cached)."""
         return cls(sizes=(10_000,), index_only_sizes=(), queries=150, slow_queries=10, quality_queries=100,
                    api_seconds=4.0, ingest_docs=40, backend_sample=48, verify_runs=3)
 

@@ -18,8 +18,9 @@ from eval.bench.common import LatencyStats
 from eval.bench.levels import SizeResult
 from eval.bench.peers import LevelPeers, PeerResult
 from eval.bench.results import BENCH_KEYS, BenchReport, RerankerInfo
+from eval.bench.scale import OVERHEAD_DEFINITION, STAGES as SCALE_STAGES, ScaleResult
 
-__all__ = ["BENCH_KEYS", "markdown", "plot_ann", "plot_latency", "write_bench_report"]
+__all__ = ["BENCH_KEYS", "markdown", "plot_ann", "plot_latency", "plot_scale", "scale_lines", "write_bench_report"]
 
 CANDIDATES_NOTE = "100 candidates per retriever"
 STAGE_LABELS = {
@@ -64,6 +65,8 @@ def write_bench_report(out_dir: Path, report: BenchReport | Mapping[str, Any]) -
     paths.append(_write(out_dir / "bench.md", markdown(report)))
     paths.append(plot_latency(out_dir / "latency_vs_size.png", report.sizes))
     paths.append(plot_ann(out_dir / "ann_recall_latency.png", report.sizes))
+    if report.scale is not None:
+        paths.append(plot_scale(out_dir / "scale.png", report.scale))
     return paths
 
 
@@ -246,6 +249,48 @@ def _ingest_and_backends(report: BenchReport) -> list[str]:
     return lines
 
 
+def scale_lines(scale: ScaleResult | None) -> list[str]:
+    """The ``scale`` stage's section: Ray ingestion against local, then 1 shard against several."""
+    if scale is None:
+        return []
+    lines = [f"## Scale-out (`scale` stage, {scale.seconds} s)", ""]
+    ing = scale.ingest
+    if ing is not None:
+        lines += ["### Ingestion: Ray against a local ingest", ""]
+        if ing.skipped is not None:
+            lines += [f"Skipped: {ing.skipped}", ""]
+        else:
+            lines += [f"Same corpus, fresh data dir per run, through `rag ingest --json` on a {ing.cores}-core machine. "
+                      f"A local {ing.cores}-CPU Ray cluster started once ({ing.ray_start_s} s) and was warmed by an "
+                      f"untimed ingest ({ing.warmup_s} s); each ingest is a new Ray job, so its actors start inside "
+                      "it: *with actor start* is chunks / seconds as reported, *warm* is the marginal rate over a "
+                      "small ingest in the same configuration. The local ingest embeds with every core; "
+                      f"`1x{ing.cores}cpu` (one actor reserving every core) is the same-cores comparison, "
+                      f"`{ing.cores}x1cpu` one single-threaded actor per core. Overhead: {OVERHEAD_DEFINITION}.", ""]
+            rows = [[r.name, r.chunks, r.seconds, _fmt(r.chunks_per_s), r.small_chunks, r.small_seconds,
+                     _fmt(r.warm_chunks_per_s), r.error or ""] for r in ing.runs]
+            lines += _table(["run", "chunks", "seconds", "chunks/s with actor start", "small chunks", "small s",
+                             "warm chunks/s", "error"], rows)
+            lines += _table(["ratio", "value"], [[k, _fmt(v)] for k, v in ing.ratios().items()])
+    if scale.search_error is not None:
+        lines += [f"Sharded search failed: {scale.search_error}", ""]
+    srch = scale.search
+    if srch is not None:
+        n = str(srch.shards)
+        lines += [f"### Search: {srch.chunks} chunks in 1 shard against {srch.shards} shards", "",
+                  f"{srch.queries} queries, the two collections alternating first; precomputed query vectors, "
+                  f"{CANDIDATES_NOTE}, hybrid loads the top 10 rows. Dense index: {srch.dense_kind.get('1')} "
+                  f"(1 shard), {srch.dense_kind.get(n)} ({srch.shards} shards), both HNSW, so dense "
+                  f"overlap is the approximate index's agreement with the other. Build: {srch.build_s} s.", ""]
+        ratio = srch.ratios()
+        rows = [[st, "/".join(_ms(srch.latency["1"].get(st), k) for k in ("p50", "p90", "p99")),
+                 "/".join(_ms(srch.latency[n].get(st), k) for k in ("p50", "p90", "p99")),
+                 _fmt(ratio.get(st)), _fmt(srch.overlap_at_10.get(st))] for st in SCALE_STAGES]
+        lines += _table(["stage", "1 shard ms p50/p90/p99", f"{srch.shards} shards ms p50/p90/p99",
+                         f"p50 {srch.shards}/1", "top-10 overlap"], rows)
+    return lines + ["Plot: `scale.png`.", ""]
+
+
 def _memory_and_gpu(report: BenchReport) -> list[str]:
     lines = ["## Index memory", ""]
     rows = []
@@ -265,7 +310,7 @@ def _memory_and_gpu(report: BenchReport) -> list[str]:
 def markdown(report: BenchReport) -> str:
     """The Markdown summary: targets, ratios, per-stage latency, peers, API, ingestion, backends, memory."""
     lines = _header(report) + _summary(report) + _peer_sections(report.sizes) + _api_section(report) + _verify_section(report)
-    lines += _ingest_and_backends(report) + _memory_and_gpu(report)
+    lines += _ingest_and_backends(report) + scale_lines(report.scale) + _memory_and_gpu(report)
     return "\n".join(lines)
 
 
@@ -315,6 +360,34 @@ def plot_latency(path: Path, sizes: Mapping[str, SizeResult]) -> Path:
     ax.set_yscale("log")
     return _save(figure, ax, path, "chunks in the collection (log)", "p50 latency, ms (log)",
                  "Query latency per stage against corpus size")
+
+
+def plot_scale(path: Path, scale: ScaleResult) -> Path:
+    """Two bar charts: chunks/s per ingest run (with actor start and warm), and p50 per stage for 1 and N shards."""
+    figure = Figure(figsize=(9.5, 4.2), layout="constrained")
+    FigureCanvasAgg(figure)
+    left, right = figure.subplots(1, 2)
+    runs = [r for r in (scale.ingest.runs if scale.ingest is not None else ()) if r.error is None]
+    xs = range(len(runs))
+    left.bar([x - 0.2 for x in xs], [r.chunks_per_s or 0 for r in runs], 0.4, label="with actor start")
+    left.bar([x + 0.2 for x in xs], [r.warm_chunks_per_s or 0 for r in runs], 0.4, label="warm")
+    left.set_xticks(list(xs), [r.name for r in runs], fontsize=8)
+    left.set_ylabel("chunks/s")
+    left.set_title("Ingestion" if runs else "Ingestion (not measured)")
+    if runs:
+        left.legend(fontsize=7)
+    srch = scale.search
+    if srch is not None:
+        n = str(srch.shards)
+        xs = range(len(SCALE_STAGES))
+        for off, label, lat in ((-0.2, "1 shard", srch.latency["1"]), (0.2, f"{srch.shards} shards", srch.latency[n])):
+            right.bar([x + off for x in xs], [lat[s].p50 if lat.get(s) else 0 for s in SCALE_STAGES], 0.4, label=label)
+        right.set_xticks(list(xs), list(SCALE_STAGES))
+        right.legend(fontsize=7)
+    right.set_ylabel("p50 ms")
+    right.set_title(f"Search at {srch.chunks} chunks" if srch is not None else "Search (not measured)")
+    figure.savefig(path, dpi=120)
+    return path
 
 
 def plot_ann(path: Path, sizes: Mapping[str, SizeResult]) -> Path:

@@ -17,6 +17,7 @@ from eval.bench.common import JsonDict
 from eval.bench.ingest import IngestResult
 from eval.bench.levels import SizeResult, size_from_json
 from eval.bench.plan import MachineInfo
+from eval.bench.scale import ScaleResult
 from eval.bench.targets import Ratio, Target, ratios_from_json, ratios_json
 from eval.bench.verify import VerifyResult
 from rag.errors import InputError
@@ -111,6 +112,7 @@ class BenchReport:
         gpu: the GPU measurements, or why there are none.
         seconds: wall time of the run.
         verify: the verify stage on the demo's answer (None: not planned).
+        scale: Ray ingestion against local and 1 shard against several (None: not planned).
         targets: the targets, each met or not.
         ratios: the speed ratios.
     """
@@ -128,6 +130,7 @@ class BenchReport:
     gpu: GpuResult
     seconds: float
     verify: VerifyResult | None = None
+    scale: ScaleResult | None = None
     targets: tuple[Target, ...] = ()
     ratios: tuple[Ratio, ...] = field(default=())
 
@@ -144,6 +147,8 @@ class BenchReport:
             out["embedding_backends"] = self.embedding_backends.to_json()
         if self.verify is not None:
             out["verify"] = self.verify.to_json()
+        if self.scale is not None:
+            out["scale"] = self.scale.to_json()
         out.update({"gpu": self.gpu.to_json(), "seconds": self.seconds,
                     "targets": [t.to_json() for t in self.targets], "ratios": ratios_json(self.ratios)})
         return out
@@ -169,5 +174,6 @@ class BenchReport:
             embedding_backends=BackendsResult.from_json(backends) if backends else None,
             gpu=GpuResult.from_json(data.get("gpu") or {}), seconds=data.get("seconds"),
             verify=VerifyResult.from_json(data["verify"]) if data.get("verify") else None,
+            scale=ScaleResult.from_json(data["scale"]) if data.get("scale") else None,
             targets=tuple(Target.from_json(t) for t in data["targets"]), ratios=ratios_from_json(data["ratios"]),
         )

@@ -31,6 +31,7 @@ from eval.bench.levels import SizeResult, measure_index_only_level, measure_leve
 from eval.bench.plan import BenchPlan, machine_info
 from eval.bench.report import write_bench_report
 from eval.bench.results import BenchConfig, BenchReport, CorpusInfo, RerankerInfo
+from eval.bench.scale import measure_scale, scale_ratios
 from eval.bench.targets import ratio_lines, ratios, targets
 from rag.config import Settings
 from rag.embedding import Embedder
@@ -165,12 +166,18 @@ def run_bench(
         if plan.verify_runs:
             say("verify stage on the demo's answer")
             verify = measure_verify(settings, work, say, cold_runs=plan.verify_runs)
+        scale = None
+        if plan.scale:
+            say(f"scale: Ray ingest against local, {plan.scale_chunks} chunks in 1 and {plan.scale_shards} shards")
+            scale = measure_scale(settings, base, queries, searcher, work, dataset=plan.dataset,
+                                  ingest_docs=plan.scale_ingest_docs, chunks=plan.scale_chunks,
+                                  shards=plan.scale_shards, n_queries=plan.scale_queries, cores=machine.cores, say=say)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report = BenchReport(mode, machine, started, _corpus_info(settings, plan, base, embedder), config,
                          _reranker_info(settings, *reranker), sizes, api, ingestion, backends, gpu,
-                         round(time.perf_counter() - t_run, 1), verify)
-    report = replace(report, targets=targets(report), ratios=ratios(report.sizes))
+                         round(time.perf_counter() - t_run, 1), verify, scale)
+    report = replace(report, targets=targets(report), ratios=ratios(report.sizes) + scale_ratios(scale))
     write_bench_report(out_dir, report)
     if console is not None:
         _print_summary(console, report, out_dir)

@@ -192,6 +192,11 @@ def targets(report: BenchReport) -> tuple[Target, ...]:
                      "<= 0.15", lambda v: v <= 0.15),
         *_fast_path(report),
     ]
+    scale = report.scale.ingest if report.scale is not None else None
+    if scale is not None and scale.skipped is None:
+        out.append(Target.check("Ray ingest overhead vs local, 1 actor on the same cores, warm (share)",
+                                scale.ratios().get("overhead (1 actor, same cores, warm)"), "< 0.15",
+                                lambda v: v < 0.15))
     if report.mode == "quick":
         out.append(Target.check("rag bench --quick wall time (s)", report.seconds, "< 600", lambda v: v < 600))
     return tuple(out)

@@ -513,15 +513,17 @@ class LexicalIndex:
 
         :func:`collection_bm25` scores them again with the collection's statistics.
         """
-        final = self._filtered(self._weighted_query(weights), np.asarray(list(chunk_ids), np.int64), None)
-        if final is None:
+        text = self._weighted_query(weights)
+        final = self._filtered(text, np.asarray(list(chunk_ids), np.int64), None)
+        if text is None or final is None:
             return []
         searcher = self._index.searcher()
         hits = searcher.search(final, limit=max(1, len(chunk_ids)), count=False).hits
         ids = searcher.fast_field_values(ID_FIELD, [addr for _, addr in hits])
         out = []
         for (_score, addr), cid in zip(hits, ids, strict=True):
-            parts = _explained_terms(final.explain(searcher, addr).to_json())
+            # The text query alone: explaining the id filter too would build its set again per chunk.
+            parts = _explained_terms(text.explain(searcher, addr).to_json())
             if parts:
                 freqs = {p.term: p.freq for p in parts}
                 out.append(TermHit(int(cid), parts[0].length, freqs, parts[0].docs, parts[0].avgdl))

@@ -72,17 +72,6 @@ def _same(a: dict, b: dict) -> None:
         assert float(np.min(np.sum(va * vb, axis=1))) >= 0.9999, ext
 
 
-def test_no_cluster_is_a_clear_error(make_settings, embedder, tmp_path: Path) -> None:  # noqa: ANN001
-    if ray.is_initialized():
-        pytest.skip("this process is already joined to a cluster")
-    settings = make_settings(f"sqlite:///{tmp_path / 'rag.db'}")
-    store = Store(settings.sqlalchemy_url)
-    from rag.errors import ConfigError
-
-    with pytest.raises(ConfigError, match="cannot join a Ray cluster at '127.0.0.1:1'"):
-        RayIngestor(settings, store, embedder, "x", address="127.0.0.1:1")
-
-
 def test_ray_ingest_matches_a_local_one(cluster, make_settings, embedder, tmp_path: Path) -> None:  # noqa: ANN001
     settings = make_settings(f"sqlite:///{tmp_path / 'rag.db'}", ray={"embed_actors": 2, "files_per_batch": 4})
     store = Store(settings.sqlalchemy_url)
