@@ -47,10 +47,10 @@ def test_sharded_search_fields(sharded: ShardedSearch) -> None:
         p1, p4 = body["latency_ms"]["1"][stage]["p50"], body["latency_ms"]["4"][stage]["p50"]
         assert body["p50_ratio"][stage] == pytest.approx(p4 / p1, rel=1e-3)
         assert 0.0 <= body["overlap_at_10"][stage] <= 1.0
-    # 2k vectors are flat (exact) in both, and BM25 is rescored with collection-wide statistics
-    assert body["dense_kind"] == {"1": "flat", "4": "flat"}
-    assert body["overlap_at_10"]["dense"] > 0.95
-    assert body["overlap_at_10"]["bm25"] > 0.95
+    # Both are HNSW (one index kind, as at 100k), and BM25 uses collection-wide statistics
+    assert body["dense_kind"] == {"1": "hnsw", "4": "hnsw"}
+    assert body["overlap_at_10"]["dense"] > 0.9
+    assert body["overlap_at_10"]["bm25"] == 1.0
     assert ShardedSearch.from_json(body).to_json() == body
 
 
