@@ -150,3 +150,23 @@ def test_shard_count_is_checked(rag) -> None:  # noqa: ANN001
     assert code == 0 and "4 shards" in out
     code, out, _err = rag("collections")
     assert "4 shards" in out
+
+
+def test_migration_0004_adds_the_shard_column_and_downgrades(db_url: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import inspect
+
+    from rag.index import store as store_module
+
+    store = Store(db_url)
+    cols = {c["name"] for c in inspect(store.engine).get_columns("documents")}
+    assert "shard" in cols
+    cfg = Config()
+    cfg.set_main_option("script_location", str(store_module._MIGRATIONS))
+    cfg.attributes["connection_engine"] = store.engine
+    command.downgrade(cfg, "0003")
+    assert "shard" not in {c["name"] for c in inspect(store.engine).get_columns("documents")}
+    command.upgrade(cfg, "head")
+    assert "shard" in {c["name"] for c in inspect(store.engine).get_columns("documents")}
+    store.close()
