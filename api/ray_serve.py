@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import signal
 import time
 from collections.abc import Callable
 from typing import Any
 
-from rag.cluster import connect, import_ray
+from rag.cluster import connect, import_ray, service_env
 from rag.config import Settings, load_settings
 from rag.errors import RagError
 from rag.threads import for_queries
@@ -34,10 +33,6 @@ APP_NAME = "rag"
 
 class ServeDeployError(RagError):
     """Ray Serve could not start the API's replicas."""
-
-
-def _forwarded_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k.startswith(("RAG_", "HF_", "TRANSFORMERS_", "TOKENIZERS_"))}
 
 
 class RagApi:
@@ -75,7 +70,7 @@ def deployment(settings: Settings, config_path: str | None = None, env: dict[str
     conf = settings.ray
     options: dict[str, Any] = {
         "name": "RagApi",
-        "ray_actor_options": {"num_cpus": 1, "runtime_env": {"env_vars": env if env is not None else _forwarded_env()}},
+        "ray_actor_options": {"num_cpus": 1, "runtime_env": {"env_vars": env if env is not None else service_env()}},
     }
     if conf.max_replicas > conf.api_replicas:
         options["autoscaling_config"] = {
@@ -117,7 +112,7 @@ def serve_on_ray(
     from rag.index.ray_shards import stop_shard_actors
 
     serve.start(http_options={"host": host, "port": port})
-    env = _forwarded_env()
+    env = service_env()
     try:
         serve.run(deployment(settings, config_path, env), name=APP_NAME, route_prefix="/", blocking=False)
     except RuntimeError as exc:

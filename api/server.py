@@ -52,12 +52,12 @@ def run(
     with open_runtime(settings, reconcile=True, log=log) as runtime:
         p = runtime.pipeline
         app = create_app(settings, p, admin(settings, p.store, p.embedder) if admin is not None else None)
-        host = _bind_host(settings, host, bool(settings.api_keys) or app.state.keyring.any_keys(), log)
+        host = _bind_host(host, bool(settings.api_keys) or app.state.keyring.any_keys(), log)
         log(f"serving on http://{host}:{port}: the page at /, OpenAPI docs at /docs")
         uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
 
 
-def _bind_host(settings: Settings, host: str, keyed: bool, log: Log) -> str:
+def _bind_host(host: str, keyed: bool, log: Log) -> str:
     """``host``, or loopback when no API key is configured (with a line saying so)."""
     if not keyed and host not in ("127.0.0.1", "localhost", "::1"):
         log(f"[yellow]no API keys configured (RAG_API_KEYS or `rag keys create`): binding to 127.0.0.1 instead of {host}[/]")
@@ -95,7 +95,7 @@ def run_on_ray(
         keyed = bool(settings.api_keys) or KeyRing(store).any_keys()
     finally:
         store.close()
-    host = _bind_host(settings, host or settings.api.host, keyed, log)
+    host = _bind_host(host or settings.api.host, keyed, log)
     port = settings.api.port if port is None else port
     server = None
     try:

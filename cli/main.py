@@ -52,6 +52,19 @@ ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="TOML settin
 CollectionOpt = Annotated[str, typer.Option("--collection", "-c", help="collection name")]
 
 
+AddressOpt = Annotated[
+    Optional[str], typer.Option("--address", help="with --engine ray: auto, ray://HOST:PORT, HOST:PORT or local")
+]
+
+
+def _check_engine(engine: str, address: str | None) -> None:
+    """Refuse an unknown ``--engine``, or ``--address`` without ``--engine ray`` (exit 2)."""
+    if engine not in ("local", "ray"):
+        raise RagErrorExit(f"--engine: expected local or ray, got {engine!r}", 2)
+    if address is not None and engine != "ray":
+        raise RagErrorExit("--address: only with --engine ray", 2)
+
+
 def _settings(config: Path | None, **overrides):  # noqa: ANN202
     from rag.config import load_settings, unknown_settings
 
@@ -154,9 +167,7 @@ def ingest(
     engine: Annotated[
         str, typer.Option("--engine", help="local, or ray: parse, chunk and embed on a Ray cluster (extra 'ray')")
     ] = "local",
-    address: Annotated[
-        Optional[str], typer.Option("--address", help="with --engine ray: auto, ray://HOST:PORT, HOST:PORT or local")
-    ] = None,
+    address: AddressOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Ingest files (.txt .md .html .pdf .docx .pptx .xlsx .csv, BEIR .jsonl) into a collection. Exit 1 if any failed."""
@@ -167,10 +178,7 @@ def ingest(
     from rag.errors import NotFoundError
 
     extra = parse_metadata(metadata or [])
-    if engine not in ("local", "ray"):
-        raise RagErrorExit(f"--engine: expected local or ray, got {engine!r}", 2)
-    if address is not None and engine != "ray":
-        raise RagErrorExit("--address: only with --engine ray", 2)
+    _check_engine(engine, address)
     settings = _settings(config)
     store = _store(settings)
     try:
@@ -418,19 +426,14 @@ def serve(
     engine: Annotated[
         str, typer.Option("--engine", help="local (uvicorn), or ray: Ray Serve replicas and shard actors (extra 'ray')")
     ] = "local",
-    address: Annotated[
-        Optional[str], typer.Option("--address", help="with --engine ray: auto, ray://HOST:PORT, HOST:PORT or local")
-    ] = None,
+    address: AddressOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Run the REST API and the web page at / (starts a local llama.cpp generator when no RAG_GENERATOR__URL is set)."""
     from api.server import run, run_on_ray
     from indexer.service import AdminOperations
 
-    if engine not in ("local", "ray"):
-        raise RagErrorExit(f"--engine: expected local or ray, got {engine!r}", 2)
-    if address is not None and engine != "ray":
-        raise RagErrorExit("--address: only with --engine ray", 2)
+    _check_engine(engine, address)
     settings = _settings(config)
     if engine == "ray":
         run_on_ray(settings, host=host, port=port, address=address, config_path=config, log=console.print)

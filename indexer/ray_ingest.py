@@ -195,11 +195,7 @@ class RayIngestor(Ingestor):
                         self._ready[doc.external_id] = Prepared(chunks, vectors)
                     yield doc, source.files_done + 1
                 source.files_done += 1
-        except RagError:
-            raise
-        except Exception as exc:
-            if not isinstance(exc, self.ray.exceptions.RayError):
-                raise
+        except self.ray.exceptions.RayError as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:300]
             raise RayIngestError(
                 f"the Ray ingest failed ({type(exc).__name__}: {first}); what was committed before stays, "

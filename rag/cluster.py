@@ -36,8 +36,14 @@ def import_ray() -> Any:
 
 
 def worker_env() -> dict[str, str]:
-    """The environment variables the cluster's workers get from this process."""
+    """The environment variables an ingest's workers get from this process."""
     return {k: v for k, v in os.environ.items() if k.startswith(_FORWARDED_PREFIXES)}
+
+
+def service_env() -> dict[str, str]:
+    """What the service's own processes on the cluster (shard actors, API replicas) get: every ``RAG_*``
+    setting, the database and keys included, and the model-loading variables."""
+    return {k: v for k, v in os.environ.items() if k.startswith(("RAG_", *_FORWARDED_PREFIXES))}
 
 
 def connect(config: RayConfig, address: str | None = None) -> Any:

@@ -72,10 +72,6 @@ class ShardSearcher:
         """What a collection-wide BM25 of these chunks needs: term frequencies and lengths."""
         return self.lexical.explain(weights, chunk_ids) if weights and chunk_ids else []
 
-    def vectors(self) -> int:
-        """Vectors in this shard's FAISS index."""
-        return int(self.dense.ntotal)
-
     def bytes_on_disk(self) -> int:
         """Size of this shard's index files."""
         return bytes_on_disk(self.place.directory)
@@ -146,10 +142,6 @@ class ThreadFanout:
     def bytes_on_disk(self) -> int:
         """Size of every shard's index files."""
         return sum(s.bytes_on_disk() for s in self.shards)
-
-    def close(self) -> None:
-        """Stop the threads."""
-        self._pool.shutdown(wait=False)
 
 
 def merge_hits(per_shard: Sequence[Sequence[Hit]], n: int) -> list[Hit]:

@@ -105,16 +105,11 @@ class ShardStats:
 
 @dataclass(frozen=True)
 class TermHit:
-    """A candidate of one shard: its chunk, field length, and each matched term's frequency.
-
-    ``docs`` and ``avgdl`` are the shard's N and average length, as tantivy scored with them.
-    """
+    """A hit of one shard: its chunk, field length, and each matched term's frequency."""
 
     chunk_id: int
     length: float
     freqs: dict[str, float]
-    docs: int
-    avgdl: float
 
 
 @dataclass(frozen=True)
@@ -526,7 +521,7 @@ class LexicalIndex:
             parts = _explained_terms(text.explain(searcher, addr).to_json())
             if parts:
                 freqs = {p.term: p.freq for p in parts}
-                out.append(TermHit(int(cid), parts[0].length, freqs, parts[0].docs, parts[0].avgdl))
+                out.append(TermHit(int(cid), parts[0].length, freqs))
         return out
 
     def _top_k(self, searcher: tantivy.Searcher, query: tantivy.Query, k: int) -> list[Hit]:

@@ -5,18 +5,17 @@ and answers the reader's per-shard calls; :class:`RayFanout` sends a call to eve
 at once and gathers the answers in shard order. The actors are named after the collection's id
 and the shard, so every API replica of the cluster shares them, and a collection dropped and
 made again under the same name gets new ones. They read their settings from their environment,
-which the process that starts them passes on (:func:`rag.cluster.worker_env` plus the database).
+which the process that starts them passes on (:func:`rag.cluster.service_env`).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from rag.cluster import import_ray
+from rag.cluster import import_ray, service_env
 from rag.config import Settings, load_settings
 from rag.index.fanout import ShardSearcher
 from rag.index.lexical import ShardStats, TermHit
@@ -60,17 +59,10 @@ class ShardActor:
     def bytes_on_disk(self) -> int:
         return self.searcher.bytes_on_disk()
 
-    def pid(self) -> int:
-        return os.getpid()
-
 
 def actor_name(info: CollectionInfo, shard: int) -> str:
     """The cluster-wide name of a shard's actor."""
     return f"{ACTOR_PREFIX}-{info.id}-{shard}"
-
-
-def _actor_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k.startswith(("RAG_", "HF_", "TRANSFORMERS_", "TOKENIZERS_"))}
 
 
 class RayFanout:
@@ -98,7 +90,7 @@ class RayFanout:
                     max_restarts=-1,
                     max_task_retries=-1,
                     num_cpus=0,
-                    runtime_env={"env_vars": _actor_env()},
+                    runtime_env={"env_vars": service_env()},
                 ).remote(info.name, place.number, model_id, dim)
             )
 
