@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from typing import Any
 
 from rag.config import RayConfig
@@ -60,6 +61,7 @@ def connect(config: RayConfig, address: str | None = None) -> Any:
     where = address or config.address
     if ray.is_initialized():
         return ray
+    _probe(where, config.connect_timeout_s)
     try:
         ray.init(
             address=None if where == "local" else where,
@@ -75,6 +77,33 @@ def connect(config: RayConfig, address: str | None = None) -> Any:
             f"--address / {ADDRESS_SETTING}", f"cannot join a Ray cluster at {where!r}: {first}"
         ) from None
     return ray
+
+
+def _probe(where: str, timeout_s: float) -> None:
+    """Fail fast when a ``HOST:PORT`` or ``ray://HOST:PORT`` address accepts no connection.
+
+    ``ray.init`` keeps retrying such an address for many minutes (14 measured here); ``auto`` and ``local``
+    are Ray's to resolve and fail quickly on their own.
+
+    Raises:
+        ConfigError: the address is malformed or nothing listens there within ``timeout_s``.
+    """
+    if where in ("auto", "local"):
+        return
+    target = where.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ConfigError(f"--address / {ADDRESS_SETTING}",
+                          f"{where!r} is not auto, local, HOST:PORT or ray://HOST:PORT")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"--address / {ADDRESS_SETTING}",
+            f"cannot join a Ray cluster at {where!r}: nothing answered within {timeout_s:g} s ({exc.strerror or exc}); "
+            "start one with `ray start --head` or check the address",
+        ) from None
 
 
 def cluster_gpus(ray: Any) -> float:

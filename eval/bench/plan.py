@@ -64,7 +64,7 @@ class BenchPlan:
     scale_chunks: int = 100_000
     scale_shards: int = 4
     scale_queries: int = 200
-    scale_ingest_docs: int = 100
+    scale_ingest_docs: int = 400
 
     @classmethod
     def full(cls) -> BenchPlan:

@@ -22,6 +22,11 @@ log = logging.getLogger(__name__)
 DEFAULT_CACHE = Path(".rag") / "models"
 """Where exports go when ``EmbeddingConfig.cache_dir`` is unset (``Settings`` sets it to ``<data_dir>/models``)."""
 
+CPU_BATCH_TOKENS = 1024
+"""Padded tokens per batch on a CPU when ``RAG_EMBEDDING__BATCH_TOKENS`` is 0: small batches stay in cache."""
+GPU_BATCH_TOKENS = 65536
+"""The same on a GPU, where larger batches keep the device busy."""
+
 
 class Embedder:
     """Embeds texts with a sentence-transformers model.
@@ -44,6 +49,7 @@ class Embedder:
         self._onnx = None
         self._batcher: QueryBatcher | None = None
         self._lock = threading.Lock()
+        self._tokenizer_lock = threading.Lock()
         self.backend = "torch"
         """The backend in use after :meth:`warm_up`: ``torch``, ``onnx`` or ``onnx-int8``."""
         self.onnx_cosine: float | None = None
@@ -99,6 +105,7 @@ class Embedder:
             encoder, cosine = load_checked(
                 model, self.config.model, self.config.cache_dir or DEFAULT_CACHE, backend,
                 threads=self.config.threads or cpu_count(), batch_size=self.config.batch_size, reference=reference,
+                spin=self.config.spin,
             )
         except OnnxUnavailable as exc:
             log.warning("RAG_EMBEDDING__BACKEND=%s is not usable for %s here, using torch: %s",
@@ -168,16 +175,52 @@ class Embedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         model = self.model
-        if self._onnx is not None:
-            return self._onnx.run(texts)
-        return self._torch_encode(model, texts)
+        run = self._onnx.run if self._onnx is not None else (lambda group: self._torch_encode(model, group))
+        if len(texts) == 1:
+            return run(texts)
+        lengths = [len(ids) for ids in self._token_ids(texts)]
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for rows in token_batches(lengths, self._batch_tokens(model), self.config.batch_size):
+            out[rows] = run([texts[i] for i in rows])
+        return out
+
+    def _batch_tokens(self, model) -> int:  # noqa: ANN001
+        if self.config.batch_tokens:
+            return self.config.batch_tokens
+        return CPU_BATCH_TOKENS if self._onnx is not None or str(model.device) == "cpu" else GPU_BATCH_TOKENS
+
+    def _token_ids(self, texts: list[str]) -> list[list[int]]:
+        # A fast tokenizer is not safe to call from two threads at once: take the lock the ONNX encoder takes.
+        lock = self._onnx.tokenizer_lock if self._onnx is not None else self._tokenizer_lock
+        with lock:
+            return self.tokenizer(texts, truncation=True, max_length=self.max_seq_length)["input_ids"]
 
     def _torch_encode(self, model, texts: list[str]) -> np.ndarray:  # noqa: ANN001
         vectors = model.encode(
             texts,
-            batch_size=self.config.batch_size,
+            batch_size=len(texts),
             normalize_embeddings=True,
             convert_to_numpy=True,
             show_progress_bar=False,
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def token_batches(lengths: list[int], batch_tokens: int, max_rows: int) -> list[list[int]]:
+    """Indices of texts, longest first, in batches of at most ``max_rows`` rows and ``batch_tokens`` padded tokens.
+
+    A batch's padded size is its row count times its longest row; a text longer than ``batch_tokens``
+    gets a batch of its own.
+
+    Example:
+        >>> token_batches([10, 300, 250, 20], batch_tokens=600, max_rows=8)
+        [[1, 2], [3, 0]]
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and len(batches[-1]) < max_rows and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= batch_tokens:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches

@@ -146,7 +146,8 @@ class OnnxEncoder:
     called under a lock, which costs microseconds).
     """
 
-    def __init__(self, path: Path, tokenizer: Any, shape: ModelShape, *, threads: int, batch_size: int) -> None:
+    def __init__(self, path: Path, tokenizer: Any, shape: ModelShape, *, threads: int, batch_size: int,
+                 spin: bool = True) -> None:
         import threading
 
         import onnxruntime as ort
@@ -155,14 +156,15 @@ class OnnxEncoder:
         opts.intra_op_num_threads = max(1, threads)
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads <= 1:
+        if threads <= 1 or not spin:
             # A one-thread session never waits on a pool; with more, idle workers would spin against
-            # the request threads of a serving process.
+            # the request threads of a serving process, or against other processes on the same cores.
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         self._inputs = {i.name for i in self._session.get_inputs()}
         self._tokenizer = tokenizer
-        self._lock = threading.Lock()
+        self.tokenizer_lock = threading.Lock()
+        """Held while the tokenizer runs; whoever else calls the same tokenizer takes it too."""
         self.shape = shape
         self.batch_size = batch_size
         self.path = path
@@ -173,7 +175,7 @@ class OnnxEncoder:
         out: np.ndarray | None = None
         for start in range(0, len(texts), self.batch_size):
             idx = order[start : start + self.batch_size]
-            with self._lock:
+            with self.tokenizer_lock:
                 enc = self._tokenizer([texts[i] for i in idx], padding=True, truncation=True,
                                       max_length=self.shape.max_length, return_tensors="np")
             feed = {k: np.asarray(v, dtype=np.int64) for k, v in enc.items() if k in self._inputs}
@@ -202,7 +204,7 @@ def agreement(onnx_vectors: np.ndarray, torch_vectors: np.ndarray) -> float:
 
 
 def load_checked(st: Any, model_id: str, cache_dir: Path, backend: OnnxBackend, *, threads: int,
-                 batch_size: int, reference: np.ndarray) -> tuple[OnnxEncoder, float]:
+                 batch_size: int, reference: np.ndarray, spin: bool = True) -> tuple[OnnxEncoder, float]:
     """An encoder for the cached (or new) export, and its mean cosine to ``reference`` (torch on :data:`PROBES`).
 
     A cached export that disagrees is exported again once (a file changed under the cache); one that still
@@ -220,7 +222,7 @@ def load_checked(st: Any, model_id: str, cache_dir: Path, backend: OnnxBackend, 
     for attempt in range(2):
         try:
             path = ensure_export(st, model_id, cache_dir, backend)
-            encoder = OnnxEncoder(path, st.tokenizer, shape, threads=threads, batch_size=batch_size)
+            encoder = OnnxEncoder(path, st.tokenizer, shape, threads=threads, batch_size=batch_size, spin=spin)
             cosine = agreement(encoder.run(list(PROBES)), reference)
         except OnnxUnavailable:
             raise

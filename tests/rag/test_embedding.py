@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from rag.config import EmbeddingConfig, Settings
-from rag.embedding import Embedder
+from rag.embedding import Embedder, token_batches
 from rag.embedding.batching import QueryBatcher
 from rag.embedding.onnx import OnnxUnavailable, model_shape
 
@@ -141,3 +141,26 @@ def test_a_lone_query_is_not_held_back_and_errors_reach_the_caller() -> None:
 def test_embed_query_equals_embed_queries(embedder: Embedder) -> None:
     single = embedder.embed_query("Who approves travel?")
     assert np.allclose(single, embedder.embed_queries(["Who approves travel?"])[0], atol=1e-6)
+
+
+def test_token_batches_cover_every_text_once_within_the_budget() -> None:
+    lengths = [256, 12, 256, 40, 300, 7, 256, 256, 90]
+    batches = token_batches(lengths, batch_tokens=600, max_rows=3)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for rows in batches:
+        assert len(rows) <= 3
+        longest = max(lengths[i] for i in rows)
+        assert len(rows) == 1 or len(rows) * longest <= 600
+        assert lengths[rows[0]] == longest  # longest first, so padding stays short
+    assert token_batches([5000], batch_tokens=600, max_rows=3) == [[0]]  # too long for any batch: one of its own
+
+
+@pytest.mark.parametrize("backend", ["onnx", "torch"])
+def test_small_token_batches_give_the_vectors_of_one_batch(tmp_path: Path, backend: str) -> None:
+    texts = TEXTS * 3 + [TEXTS[3] * 8]  # one text reaches the model's 256 tokens
+    small = Embedder(EmbeddingConfig(backend=backend, cache_dir=tmp_path, batch_tokens=64)).warm_up()
+    whole = Embedder(EmbeddingConfig(backend=backend, cache_dir=tmp_path, batch_tokens=1_000_000)).warm_up()
+    a, b = small.embed_documents(texts), whole.embed_documents(texts)
+    assert a.shape == (len(texts), small.dim)
+    assert np.allclose(a, b, atol=1e-4)
+    assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
