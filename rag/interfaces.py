@@ -61,6 +61,11 @@ class CandidateSource(Protocol):
 
     name: str
 
+    def prepare(self, query: Query) -> Query:
+        """``query``, with what this ranking can start in the background while the other one searches
+        (the dense ranking starts embedding the text); ``hits`` then takes the returned query."""
+        ...
+
     def hits(self, query: Query, restriction: Restriction, n: int, clock: Stopwatch | None = None) -> list[Hit]:
         """At most ``n`` hits inside ``restriction``, best first; time spent is added to ``clock``."""
         ...

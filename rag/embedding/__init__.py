@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -156,6 +157,9 @@ class Embedder:
         """
         if self.config.query_batch_max <= 1:
             return self.embed_queries([text])[0]
+        return self._query_batcher().embed(text)
+
+    def _query_batcher(self) -> QueryBatcher:
         if self._batcher is None:
             self.warm_up()
             with self._lock:
@@ -163,7 +167,22 @@ class Embedder:
                     self._batcher = QueryBatcher(self.embed_queries, max_batch=self.config.query_batch_max,
                                                  wait_s=self.config.query_batch_wait_ms / 1000.0,
                                                  workers=self.config.query_batch_workers or cpu_count())
-        return self._batcher.embed(text)
+        return self._batcher
+
+    def embed_query_later(self, text: str) -> Future[np.ndarray]:
+        """:meth:`embed_query` as a future, so the caller can do other work meanwhile.
+
+        With batching on, the query embeds on the batcher's thread; with ``query_batch_max`` 1 it embeds
+        here, before this returns.
+        """
+        if self.config.query_batch_max <= 1:
+            done: Future[np.ndarray] = Future()
+            try:
+                done.set_result(self.embed_queries([text])[0])
+            except Exception as exc:  # noqa: BLE001 - handed to the caller through the future
+                done.set_exception(exc)
+            return done
+        return self._query_batcher().submit(text)
 
     def close(self) -> None:
         """Stop the query batcher's thread (the model stays loaded)."""

@@ -49,10 +49,14 @@ class QueryBatcher:
 
     def embed(self, text: str) -> np.ndarray:
         """The vector of one query; blocks until its batch has run. ``encode``'s exception is raised here."""
+        return self.submit(text).result()
+
+    def submit(self, text: str) -> Future[np.ndarray]:
+        """The vector of one query, as a future (``encode``'s exception is raised by its ``result()``)."""
         future: Future[np.ndarray] = Future()
         self._start()
         self._queue.put((text, future))
-        return future.result()
+        return future
 
     def _start(self) -> None:
         if len(self._threads) >= self._workers:

@@ -51,6 +51,7 @@ import numpy as np
 from rag.config import DenseConfig
 from rag.errors import ConfigError, IndexMismatchError, InputError, RagError
 from rag.fileio import atomic_write, atomic_write_bytes
+from rag.threads import faiss_threads_here
 from rag.types import Hit
 
 if TYPE_CHECKING:
@@ -622,6 +623,7 @@ class DenseIndex:
         if k < 1:
             raise InputError("k", f"must be at least 1, got {k}")
         queries = np.ascontiguousarray(queries)
+        faiss_threads_here()
         index = self._index
         if allow is not None:
             allow = np.unique(_as_ids(allow, "allow"))

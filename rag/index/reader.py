@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 
 from rag.config import Settings
 from rag.embedding import Embedder
@@ -153,6 +154,10 @@ class _IndexRetriever:
     def __init__(self, reader: CollectionReader) -> None:
         self.reader = reader
 
+    def prepare(self, query: Query) -> Query:
+        """``query`` as it is: nothing to start ahead."""
+        return query
+
     def hits(self, query: Query, restriction: Restriction, n: int, clock: Stopwatch | None = None) -> list[Hit]:
         raise NotImplementedError
 
@@ -245,11 +250,21 @@ class DenseRetriever(_IndexRetriever):
         super().__init__(reader)
         self.embedder = embedder
 
+    def prepare(self, query: Query) -> Query:
+        """``query`` with its embedding under way (a future) when it has no vector yet."""
+        if query.vector is not None:
+            return query
+        return Query(query.text, self.embedder.embed_query_later(query.text))
+
     def hits(self, query: Query, restriction: Restriction, n: int, clock: Stopwatch | None = None) -> list[Hit]:
-        """At most ``n`` dense hits inside ``restriction`` (timed as ``embed`` and ``dense``)."""
+        """At most ``n`` dense hits inside ``restriction`` (timed as ``embed``, the wait for the vector, and ``dense``)."""
         clock = clock or Stopwatch()
         with clock("embed"):
-            vector = query.vector if query.vector is not None else self.embedder.embed_query(query.text)
+            vector = query.vector
+            if isinstance(vector, Future):
+                vector = vector.result()
+            elif vector is None:
+                vector = self.embedder.embed_query(query.text)
         with clock("dense"):
             if restriction.nothing:
                 return []

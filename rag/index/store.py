@@ -37,7 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, ProgrammingError, SQLAlchemyError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, defer, mapped_column, relationship, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 from rag.errors import InputError, NotFoundError
 from rag.types import Chunk, ChunkDraft, Document, Filters, Judgment
@@ -773,8 +773,11 @@ class Store:
             return {}
         out: dict[int, Chunk] = {}
         with self.session() as s:
+            # Columns, not entities: building ORM objects took 2 of the 2.9 ms of a search's hydrate.
             rows = s.execute(
-                select(ChunkRow, DocumentRow, CollectionRow.name)
+                select(ChunkRow.id, ChunkRow.section, ChunkRow.ordinal, ChunkRow.char_start, ChunkRow.char_end,
+                       ChunkRow.text, ChunkRow.sections, DocumentRow.id, DocumentRow.external_id, DocumentRow.source,
+                       DocumentRow.title, DocumentRow.meta, CollectionRow.name)
                 .join(DocumentRow, ChunkRow.document_id == DocumentRow.id)
                 .join(CollectionRow, DocumentRow.collection_id == CollectionRow.id)
                 .where(
@@ -782,29 +785,28 @@ class Store:
                     DocumentRow.state == ACTIVE,
                     DocumentRow.collection_id == collection_id,
                 )
-                .options(defer(ChunkRow.embedding))  # 1.5 KB a row that a search result never shows
             ).all()
-            # a document's title and metadata are decrypted once, however many of its chunks are hit
-            docs: dict[int, tuple[str, dict[str, Any]]] = {}
-            for c, d, name in rows:
-                if d.id not in docs:
-                    docs[d.id] = (self._open(d.title, _AAD_TITLE), dict(self._open_json(d.meta, _AAD_META) or {}))
-                title, meta = docs[d.id]
-                out[c.id] = Chunk(
-                    chunk_id=c.id,
-                    document_id=d.id,
-                    collection=name,
-                    external_id=d.external_id,
-                    source=d.source,
-                    title=title,
-                    section=self._open(c.section, _AAD_SECTION),
-                    ordinal=c.ordinal,
-                    char_start=c.char_start,
-                    char_end=c.char_end,
-                    text=self._open(c.text, _AAD_TEXT),
-                    metadata=dict(meta),
-                    sections=tuple((int(o), str(p)) for o, p in (self._open_json(c.sections, _AAD_SECTIONS) or ())),
-                )
+        # a document's title and metadata are decrypted once, however many of its chunks are hit
+        docs: dict[int, tuple[str, dict[str, Any]]] = {}
+        for cid, section, ordinal, start, end, text, sections, did, ext, source, dtitle, dmeta, name in rows:
+            if did not in docs:
+                docs[did] = (self._open(dtitle, _AAD_TITLE), dict(self._open_json(dmeta, _AAD_META) or {}))
+            title, meta = docs[did]
+            out[cid] = Chunk(
+                chunk_id=cid,
+                document_id=did,
+                collection=name,
+                external_id=ext,
+                source=source,
+                title=title,
+                section=self._open(section, _AAD_SECTION),
+                ordinal=ordinal,
+                char_start=start,
+                char_end=end,
+                text=self._open(text, _AAD_TEXT),
+                metadata=dict(meta),
+                sections=tuple((int(o), str(p)) for o, p in (self._open_json(sections, _AAD_SECTIONS) or ())),
+            )
         return out
 
     def allowed_chunk_ids(self, collection_id: int, filters: Filters) -> np.ndarray:

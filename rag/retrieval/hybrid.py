@@ -76,6 +76,8 @@ class HybridRetriever:
             raise InputError("query", "must not be empty")
         n = candidates or self.config.candidates
         clock = Stopwatch()
+        # The query embeds on the batcher's thread while filters resolve and BM25 searches here.
+        q = self.collection.dense_retriever.prepare(q)
         with clock("fuse"):
             restriction = self.collection.restriction(filters)
         bm25 = self.collection.bm25_retriever.hits(q, restriction, n, clock)
