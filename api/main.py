@@ -6,8 +6,7 @@ import asyncio
 import time
 from collections.abc import Mapping
 
-from fastapi import FastAPI, Request
-from starlette.middleware.base import BaseHTTPMiddleware
+from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import docs, errors, openapi, web
@@ -98,16 +97,36 @@ async def _reject(status: int, message: str, code: str, scope: Scope, receive: R
     await envelope(status, message, "invalid_request_error", None, code)(scope, receive, send)
 
 
-class _Count(BaseHTTPMiddleware):
-    async def dispatch(self, request: Request, call_next):  # noqa: ANN001, ANN201
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        m: Metrics = request.app.state.metrics
-        m.requests.labels(path, str(response.status_code)).inc()
-        if response.status_code >= 500:
-            m.errors.labels(path).inc()
-        return response
+class _Count:
+    """Counts each response by route and status (and 5xx as errors), as a plain ASGI middleware.
+
+    Starlette's ``BaseHTTPMiddleware`` runs the app in a task of its own and streams the response
+    through a queue: about 1 ms of CPU per request that a 14 ms search paid for a counter.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500  # what the client gets when the app raises before it starts a response
+
+        async def watched(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        finally:
+            path = getattr(scope.get("route"), "path", "unmatched")
+            m: Metrics = scope["app"].state.metrics
+            m.requests.labels(path, str(status)).inc()
+            if status >= 500:
+                m.errors.labels(path).inc()
 
 
 def create_app(settings: Settings, pipeline: RagPipeline, admin_backend: AdminBackend | None = None) -> FastAPI:

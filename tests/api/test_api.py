@@ -199,7 +199,10 @@ def test_health_and_metrics(search_client) -> None:  # noqa: ANN001
     search_client.post("/v1/search", json={"query": "fog", "collection": "alpha"})
     text = search_client.get("/metrics").text
     assert 'rag_stage_seconds_bucket{le="0.001",stage="bm25"}' in text
-    assert "rag_requests_total" in text
+    assert 'rag_requests_total{route="/v1/search",status="200"} 1.0' in text
+    search_client.post("/v1/search", json={"query": "fog", "collection": "no-such-collection"})
+    text = search_client.get("/metrics").text
+    assert 'rag_requests_total{route="/v1/search",status="404"} 1.0' in text
 
 
 def test_health_is_degraded_when_a_configured_generator_is_down(corpus_settings, embedder) -> None:  # noqa: ANN001
