@@ -170,11 +170,11 @@ def create_app(settings: Settings, pipeline: RagPipeline, admin_backend: AdminBa
     app.include_router(documents.router)
     app.include_router(admin.router)
     app.include_router(keys.router)
-    app.add_middleware(_Count)
     app.add_middleware(
         BodyLimit, max_bytes=settings.api.max_body_bytes, timeout_s=settings.api.body_timeout_s,
         larger={"/v1/admin/jobs": upload_limit(settings)},
     )
+    app.add_middleware(_Count)  # outside BodyLimit, so its 408s and 413s are counted as sent
     if app.state.audit is not None:  # outermost: it records the refusals of the layers inside too
         app.add_middleware(AuditMiddleware, audit=app.state.audit, queries=settings.api.audit_queries)
         app.router.on_shutdown.append(app.state.audit.close)

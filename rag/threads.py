@@ -77,19 +77,21 @@ def for_queries(settings: Settings) -> Settings:
 def query_threads() -> Iterator[None]:
     """One torch and one FAISS thread inside the block, in this thread and in those that search meanwhile
     (for measuring query latency); this thread's counts are restored after."""
+    global _faiss_threads
     import faiss
     import torch
 
     torch_before, faiss_before, setting_before = torch.get_num_threads(), faiss.omp_get_max_threads(), _faiss_threads
+    applied_before = getattr(_applied, "n", None)
     torch.set_num_threads(QUERY_THREADS)
     _set_faiss_threads(QUERY_THREADS)
     try:
         yield
     finally:
         torch.set_num_threads(torch_before)
-        _set_faiss_threads(setting_before)
+        _faiss_threads = setting_before
         faiss.omp_set_num_threads(faiss_before)
-        _applied.n = setting_before
+        _applied.n = applied_before
 
 
 def limit_malloc_arenas(arenas: int = SERVER_MALLOC_ARENAS) -> bool:

@@ -7,6 +7,7 @@ when the export cannot be used here (the reason is logged once, naming the setti
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from concurrent.futures import Future
@@ -51,6 +52,7 @@ class Embedder:
         self._batcher: QueryBatcher | None = None
         self._lock = threading.Lock()
         self._tokenizer_lock = threading.Lock()
+        self._counter = None  # a copy of the tokenizer that only counts tokens
         self.backend = "torch"
         """The backend in use after :meth:`warm_up`: ``torch``, ``onnx`` or ``onnx-int8``."""
         self.onnx_cosine: float | None = None
@@ -209,10 +211,13 @@ class Embedder:
         return CPU_BATCH_TOKENS if self._onnx is not None or str(model.device) == "cpu" else GPU_BATCH_TOKENS
 
     def _token_ids(self, texts: list[str]) -> list[list[int]]:
-        # A fast tokenizer is not safe to call from two threads at once: take the lock the ONNX encoder takes.
-        lock = self._onnx.tokenizer_lock if self._onnx is not None else self._tokenizer_lock
-        with lock:
-            return self.tokenizer(texts, truncation=True, max_length=self.max_seq_length)["input_ids"]
+        # A fast tokenizer must not run in two threads at once, and each call re-applies its padding
+        # settings, so the model's own tokenizer (sentence-transformers and the ONNX encoder call it
+        # with padding) is not shared: the length pass has a copy of its own.
+        with self._tokenizer_lock:
+            if self._counter is None:
+                self._counter = copy.deepcopy(self.tokenizer)
+            return self._counter(texts, truncation=True, max_length=self.max_seq_length)["input_ids"]
 
     def _torch_encode(self, model, texts: list[str]) -> np.ndarray:  # noqa: ANN001
         vectors = model.encode(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 from rag.config import RetrievalConfig
@@ -77,10 +78,16 @@ class HybridRetriever:
         n = candidates or self.config.candidates
         clock = Stopwatch()
         # The query embeds on the batcher's thread while filters resolve and BM25 searches here.
-        q = self.collection.dense_retriever.prepare(q)
-        with clock("fuse"):
-            restriction = self.collection.restriction(filters)
-        bm25 = self.collection.bm25_retriever.hits(q, restriction, n, clock)
+        with clock("embed"):
+            q = self.collection.dense_retriever.prepare(q)
+        try:
+            with clock("fuse"):
+                restriction = self.collection.restriction(filters)
+            bm25 = self.collection.bm25_retriever.hits(q, restriction, n, clock)
+        except BaseException:
+            if isinstance(q.vector, Future):
+                q.vector.cancel()  # not embedded yet: the batcher skips it
+            raise
         dense = self.collection.dense_retriever.hits(q, restriction, n, clock)
         with clock("fuse"):
             fused = reciprocal_rank_fusion(

@@ -190,19 +190,28 @@ def test_oversized_body_is_413(search_client) -> None:  # noqa: ANN001
     assert r.status_code == 413
 
 
+def _requests(client, route: str, status: int) -> float:  # noqa: ANN001
+    line = f'rag_requests_total{{route="{route}",status="{status}"}} '
+    found = [x for x in client.get("/metrics").text.splitlines() if x.startswith(line)]
+    return float(found[0][len(line):]) if found else 0.0
+
+
 def test_health_and_metrics(search_client) -> None:  # noqa: ANN001
     h = search_client.get("/health").json()
     # No generator and no reranker by configuration: off, which is not degradation.
     assert h["status"] == "ok" and h["components"]["generator"]["ok"] is False
     assert h["components"]["generator"]["state"] == "off" and h["components"]["reranker"]["state"] == "off"
     assert h["components"]["reranker"]["ok"] is False and h["components"]["database"]["ok"] is True
+    ok, missing = _requests(search_client, "/v1/search", 200), _requests(search_client, "/v1/search", 404)
     search_client.post("/v1/search", json={"query": "fog", "collection": "alpha"})
     text = search_client.get("/metrics").text
     assert 'rag_stage_seconds_bucket{le="0.001",stage="bm25"}' in text
-    assert 'rag_requests_total{route="/v1/search",status="200"} 1.0' in text
+    assert _requests(search_client, "/v1/search", 200) == ok + 1
     search_client.post("/v1/search", json={"query": "fog", "collection": "no-such-collection"})
-    text = search_client.get("/metrics").text
-    assert 'rag_requests_total{route="/v1/search",status="404"} 1.0' in text
+    assert _requests(search_client, "/v1/search", 404) == missing + 1
+    too_big = search_client.post("/v1/search", content=b"x" * (search_client.app.state.settings.api.max_body_bytes + 1),
+                                 headers={"content-type": "application/json"})
+    assert too_big.status_code == 413 and _requests(search_client, "unmatched", 413) >= 1
 
 
 def test_health_is_degraded_when_a_configured_generator_is_down(corpus_settings, embedder) -> None:  # noqa: ANN001

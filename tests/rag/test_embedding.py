@@ -164,3 +164,28 @@ def test_small_token_batches_give_the_vectors_of_one_batch(tmp_path: Path, backe
     assert a.shape == (len(texts), small.dim)
     assert np.allclose(a, b, atol=1e-4)
     assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+
+
+def test_concurrent_batches_on_torch_each_get_their_own_vectors(tmp_path: Path) -> None:
+    # The length pass and sentence-transformers both tokenize, with different padding settings; the length
+    # pass uses a copy of the tokenizer so that the two never change one tokenizer's state under each other
+    # (a race this test does not reproduce on demand: it checks that concurrent batches stay correct).
+    embedder = Embedder(EmbeddingConfig(backend="torch", cache_dir=tmp_path, batch_tokens=64)).warm_up()
+    expected = embedder.embed_documents(TEXTS)
+    errors: list[BaseException] = []
+    results: list[np.ndarray] = []
+
+    def work() -> None:
+        try:
+            for _ in range(10):
+                results.append(embedder.embed_documents(TEXTS))
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(results) == 40 and all(np.allclose(r, expected, atol=1e-5) for r in results)
