@@ -59,9 +59,9 @@ def connect(config: RayConfig, address: str | None = None) -> Any:
     """
     ray = import_ray()
     where = address or config.address
+    _probe(where, config.connect_timeout_s)
     if ray.is_initialized():
         return ray
-    _probe(where, config.connect_timeout_s)
     try:
         ray.init(
             address=None if where == "local" else where,
