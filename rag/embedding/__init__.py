@@ -107,7 +107,7 @@ class Embedder:
         try:
             encoder, cosine = load_checked(
                 model, self.config.model, self.config.cache_dir or DEFAULT_CACHE, backend,
-                threads=self.config.threads or cpu_count(), batch_size=self.config.batch_size, reference=reference,
+                threads=self.config.threads or cpu_count(), reference=reference,
                 spin=self.config.spin,
             )
         except OnnxUnavailable as exc:
@@ -212,8 +212,8 @@ class Embedder:
 
     def _token_ids(self, texts: list[str]) -> list[list[int]]:
         # A fast tokenizer must not run in two threads at once, and each call re-applies its padding
-        # settings, so the model's own tokenizer (sentence-transformers and the ONNX encoder call it
-        # with padding) is not shared: the length pass has a copy of its own.
+        # settings; sentence-transformers and the ONNX encoder call the model's tokenizer with padding,
+        # so the length pass has a copy of its own.
         with self._tokenizer_lock:
             if self._counter is None:
                 self._counter = copy.deepcopy(self.tokenizer)

@@ -141,13 +141,12 @@ def ensure_export(st: Any, model_id: str, cache_dir: Path, backend: OnnxBackend)
 class OnnxEncoder:
     """Texts to L2-normalised vectors with an exported model on onnxruntime's CPU provider.
 
-    Texts are sorted by length and embedded in batches of ``batch_size``, so padding stays short.
-    ``run`` is safe to call from several threads at once (onnxruntime sessions are; the tokenizer is
-    called under a lock, which costs microseconds).
+    ``run`` embeds its texts as one batch: :class:`~rag.embedding.Embedder` sorts texts by length and
+    splits them into batches of a bounded padded size first. It is safe to call from several threads at
+    once (onnxruntime sessions are; the tokenizer is called under a lock, which costs microseconds).
     """
 
-    def __init__(self, path: Path, tokenizer: Any, shape: ModelShape, *, threads: int, batch_size: int,
-                 spin: bool = True) -> None:
+    def __init__(self, path: Path, tokenizer: Any, shape: ModelShape, *, threads: int, spin: bool = True) -> None:
         import threading
 
         import onnxruntime as ort
@@ -163,29 +162,18 @@ class OnnxEncoder:
         self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         self._inputs = {i.name for i in self._session.get_inputs()}
         self._tokenizer = tokenizer
-        self.tokenizer_lock = threading.Lock()
-        """Held while the tokenizer runs; whoever else calls the same tokenizer takes it too."""
+        self._lock = threading.Lock()
         self.shape = shape
-        self.batch_size = batch_size
         self.path = path
 
     def run(self, texts: list[str]) -> np.ndarray:
-        """Vectors for ``texts``, one row each, in order."""
-        order = np.argsort([-len(t) for t in texts], kind="stable")
-        out: np.ndarray | None = None
-        for start in range(0, len(texts), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            with self.tokenizer_lock:
-                enc = self._tokenizer([texts[i] for i in idx], padding=True, truncation=True,
-                                      max_length=self.shape.max_length, return_tensors="np")
-            feed = {k: np.asarray(v, dtype=np.int64) for k, v in enc.items() if k in self._inputs}
-            hidden = self._session.run(None, feed)[0]
-            vectors = self._pool(hidden, np.asarray(enc["attention_mask"], dtype=np.float32))
-            if out is None:
-                out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
-            out[idx] = vectors
-        assert out is not None
-        return out
+        """Vectors for ``texts``, one row each, in order, computed as one padded batch."""
+        with self._lock:
+            enc = self._tokenizer(texts, padding=True, truncation=True, max_length=self.shape.max_length,
+                                  return_tensors="np")
+        feed = {k: np.asarray(v, dtype=np.int64) for k, v in enc.items() if k in self._inputs}
+        hidden = self._session.run(None, feed)[0]
+        return self._pool(hidden, np.asarray(enc["attention_mask"], dtype=np.float32))
 
     def _pool(self, hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
         if self.shape.pooling == "cls":
@@ -204,7 +192,7 @@ def agreement(onnx_vectors: np.ndarray, torch_vectors: np.ndarray) -> float:
 
 
 def load_checked(st: Any, model_id: str, cache_dir: Path, backend: OnnxBackend, *, threads: int,
-                 batch_size: int, reference: np.ndarray, spin: bool = True) -> tuple[OnnxEncoder, float]:
+                 reference: np.ndarray, spin: bool = True) -> tuple[OnnxEncoder, float]:
     """An encoder for the cached (or new) export, and its mean cosine to ``reference`` (torch on :data:`PROBES`).
 
     A cached export that disagrees is exported again once (a file changed under the cache); one that still
@@ -222,7 +210,7 @@ def load_checked(st: Any, model_id: str, cache_dir: Path, backend: OnnxBackend, 
     for attempt in range(2):
         try:
             path = ensure_export(st, model_id, cache_dir, backend)
-            encoder = OnnxEncoder(path, st.tokenizer, shape, threads=threads, batch_size=batch_size, spin=spin)
+            encoder = OnnxEncoder(path, st.tokenizer, shape, threads=threads, spin=spin)
             cosine = agreement(encoder.run(list(PROBES)), reference)
         except OnnxUnavailable:
             raise
