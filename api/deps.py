@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from api.errors import ApiError
 from rag.config import Settings
@@ -21,12 +22,12 @@ if TYPE_CHECKING:
     from api.serving.keys import KeyService
 
 
-def get_pipeline(request: Request) -> RagPipeline:
+async def get_pipeline(request: Request) -> RagPipeline:
     """The pipeline built at start-up."""
     return request.app.state.pipeline
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     """The settings read at start-up."""
     return request.app.state.settings
 
@@ -35,32 +36,32 @@ PipelineDep = Annotated[RagPipeline, Depends(get_pipeline)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def get_query_service(request: Request) -> QueryService:
+async def get_query_service(request: Request) -> QueryService:
     """Search, ask and feedback."""
     return request.app.state.query_service
 
 
-def get_chat_service(request: Request) -> ChatService:
+async def get_chat_service(request: Request) -> ChatService:
     """OpenAI-compatible chat completions."""
     return request.app.state.chat_service
 
 
-def get_status_service(request: Request) -> StatusService:
+async def get_status_service(request: Request) -> StatusService:
     """Collections and health."""
     return request.app.state.status_service
 
 
-def get_admin_service(request: Request) -> AdminService:
+async def get_admin_service(request: Request) -> AdminService:
     """Collections, documents and upload jobs for the admin endpoints."""
     return request.app.state.admin_service
 
 
-def get_key_service(request: Request) -> KeyService:
+async def get_key_service(request: Request) -> KeyService:
     """Managed API keys for the admin endpoints."""
     return request.app.state.key_service
 
 
-def get_document_service(request: Request) -> DocumentService:
+async def get_document_service(request: Request) -> DocumentService:
     """Whole documents for the page's source view."""
     return request.app.state.document_service
 
@@ -148,7 +149,7 @@ def get_keyring(request: Request) -> KeyRing | None:
     return getattr(request.app.state, "keyring", None)
 
 
-def get_scope(
+async def get_scope(
     request: Request,
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
@@ -157,11 +158,20 @@ def get_scope(
 
     Keys are required once either kind exists. A managed key must be neither revoked nor
     expired, and within its rate limit. The bearer scheme is declared in the OpenAPI document, so
-    the reference page's Authorize button works.
+    the reference page's Authorize button works. The check runs on the event loop when the key
+    ring's cache has the answer, and in a worker thread when it must ask the database.
 
     Raises:
         ApiError: 401 for a missing, unknown, revoked or expired key; 429 with ``Retry-After`` over the key's rate.
     """
+    ring = get_keyring(request)
+    token = credentials.credentials.strip() if credentials is not None else ""
+    if ring is None or ring.cached(token):
+        return _scope(request, settings, credentials)
+    return await run_in_threadpool(_scope, request, settings, credentials)
+
+
+def _scope(request: Request, settings: Settings, credentials: HTTPAuthorizationCredentials | None) -> Scope:
     note = call_note(request)
     ring = get_keyring(request)
     keys = settings.api_keys

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
+import anyio
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -30,7 +31,7 @@ from api.schemas import (
 from api.serving.slots import GenerationSlots
 from rag.answering import AnswerEvent, AskEvent, SourcesEvent
 from rag.answering import TokenEvent as AnswerToken
-from rag.config import Settings
+from rag.config import Settings, cpu_count
 from rag.errors import RagError
 from rag.pipeline import RagPipeline
 
@@ -50,13 +51,17 @@ class QueryService:
         self.pipeline = pipeline
         self.metrics = metrics
         self.slots = slots
+        self._searches = anyio.CapacityLimiter(settings.api.search_threads or 2 * cpu_count())
 
     async def search(self, body: SearchRequest, scope: Scope) -> SearchResponse:
         """Hybrid retrieval, reranked when a cross-encoder is loaded."""
         check_limits(self.settings, body.query, body.top_k)
         scope.check(body.collection)
         logs.query(self.settings, "search", body.collection, body.query)
-        found = await run_in_threadpool(self.pipeline.search, body.collection, body.query, body.top_k, to_filters(body.filters))
+        found = await anyio.to_thread.run_sync(
+            self.pipeline.search, body.collection, body.query, body.top_k, to_filters(body.filters),
+            limiter=self._searches,
+        )
         self.metrics.observe_stages(found.timings)
         return SearchResponse(
             results=[result_out(r) for r in found.results],

@@ -139,7 +139,7 @@ def run_bench(
     embedder = (embedder or Embedder(settings.embedding)).warm_up()
     if searcher is None:
         threads = settings.embedding.threads or QUERY_THREADS
-        searcher = Embedder(settings.embedding.model_copy(update={"threads": threads})).warm_up()
+        searcher = Embedder(settings.embedding.model_copy(update={"threads": threads})).warm_up(queries=True)
     base = load_base(settings, embedder, plan, say)
     config = BenchConfig(CANDIDATES, TOP_K, settings.retrieval.rrf_k, settings.dense.model_dump(),
                          plan.large_ef_construction)

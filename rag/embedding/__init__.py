@@ -16,19 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from rag.config import EmbeddingConfig, cpu_count
-from rag.embedding.batching import QueryBatcher
+from rag.embedding.batching import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, Encode, QueryBatcher, token_batches
 from rag.models import load_model, resolve_device
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CACHE = Path(".rag") / "models"
 """Where exports go when ``EmbeddingConfig.cache_dir`` is unset (``Settings`` sets it to ``<data_dir>/models``)."""
-
-CPU_BATCH_TOKENS = 1024
-"""Padded tokens per batch on a CPU when ``RAG_EMBEDDING__BATCH_TOKENS`` is 0: small batches stay in cache."""
-GPU_BATCH_TOKENS = 65536
-"""The same on a GPU, where larger batches keep the device busy."""
-
 
 class Embedder:
     """Embeds texts with a sentence-transformers model.
@@ -49,6 +43,7 @@ class Embedder:
         self.config = config
         self._model = None
         self._onnx = None
+        self._query_run: Encode | None = None
         self._batcher: QueryBatcher | None = None
         self._lock = threading.Lock()
         self._tokenizer_lock = threading.Lock()
@@ -57,25 +52,28 @@ class Embedder:
         """The backend in use after :meth:`warm_up`: ``torch``, ``onnx`` or ``onnx-int8``."""
         self.onnx_cosine: float | None = None
         """Mean cosine of the ONNX export to torch on the load check, when ONNX is in use."""
+        self.query_backend: str | None = None
+        """The backend that embeds queries, once the first query (or ``warm_up(queries=True)``) loaded it."""
 
     @property
     def model_id(self) -> str:
         """The configured model id, recorded in each index manifest."""
         return self.config.model
 
-    def warm_up(self) -> Embedder:
-        """Load the model (idempotent).
+    def warm_up(self, *, queries: bool = False) -> Embedder:
+        """Load the model (idempotent); with ``queries``, the query encoder too (else the first query loads it).
 
         Raises:
             ModelLoadError: naming ``RAG_EMBEDDING__MODEL`` and what was tried.
         """
-        if self._model is not None:
-            return self
-        with self._lock:
-            if self._model is None:
-                model = self._load_torch()
-                self._onnx = self._load_onnx(model)
-                self._model = model
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    model = self._load_torch()
+                    self._onnx = self._load_onnx(model)
+                    self._model = model
+        if queries:
+            self._query_encoder()
         return self
 
     def _load_torch(self):  # noqa: ANN202 - SentenceTransformer, imported lazily
@@ -94,12 +92,13 @@ class Embedder:
 
         return load_model("RAG_EMBEDDING__MODEL", self.config.model, build)
 
-    def _load_onnx(self, model):  # noqa: ANN001, ANN202
-        backend = self.config.backend
+    def _load_onnx(self, model, backend: str | None = None, setting: str = "RAG_EMBEDDING__BACKEND",  # noqa: ANN001, ANN202
+                   tokenizer=None):  # noqa: ANN001
+        backend = backend or self.config.backend
         if backend == "torch":
             return None
         if str(model.device) != "cpu":
-            log.info("RAG_EMBEDDING__BACKEND=%s: the model runs on %s, so torch is used", backend, model.device)
+            log.info("%s=%s: the model runs on %s, so torch is used", setting, backend, model.device)
             return None
         from rag.embedding.onnx import PROBES, OnnxUnavailable, load_checked
 
@@ -108,14 +107,42 @@ class Embedder:
             encoder, cosine = load_checked(
                 model, self.config.model, self.config.cache_dir or DEFAULT_CACHE, backend,
                 threads=self.config.threads or cpu_count(), reference=reference,
-                spin=self.config.spin,
+                spin=self.config.spin, tokenizer=tokenizer,
             )
         except OnnxUnavailable as exc:
-            log.warning("RAG_EMBEDDING__BACKEND=%s is not usable for %s here, using torch: %s",
-                        backend, self.config.model, exc)
+            log.warning("%s=%s is not usable for %s here, using %s: %s",
+                        setting, backend, self.config.model, self.backend, exc)
             return None
-        self.backend, self.onnx_cosine = backend, round(cosine, 5)
+        if setting == "RAG_EMBEDDING__BACKEND":
+            self.backend, self.onnx_cosine = backend, round(cosine, 5)
         return encoder
+
+    def _query_encoder(self) -> Encode:
+        """What embeds queries: the documents' encoder, or the one ``query_backend`` names, loaded once."""
+        if self._query_run is not None:
+            return self._query_run
+        model = self.model
+        with self._lock:
+            if self._query_run is None:
+                wanted = self.config.query_backend
+                if wanted == "auto":
+                    wanted = "onnx-int8" if self._onnx is not None else self.backend
+                encoder = None
+                if wanted != self.backend and wanted != "torch":
+                    # its own tokenizer: the documents' encoder may tokenize in another thread meanwhile
+                    encoder = self._load_onnx(model, wanted, "RAG_EMBEDDING__QUERY_BACKEND",
+                                              copy.deepcopy(model.tokenizer))
+                if encoder is not None:
+                    self.query_backend, run = wanted, encoder.run
+                elif wanted == "torch" and self.backend != "torch":
+                    self.query_backend, run = "torch", lambda group: self._torch_encode(model, group)
+                else:
+                    self.query_backend, run = self.backend, self._document_run(model)
+                self._query_run = _one_at_a_time(run) if self.query_backend == "onnx-int8" else run
+        return self._query_run
+
+    def _document_run(self, model) -> Encode:  # noqa: ANN001
+        return self._onnx.run if self._onnx is not None else (lambda group: self._torch_encode(model, group))
 
     @property
     def model(self):  # noqa: ANN201 - SentenceTransformer, imported lazily
@@ -149,8 +176,8 @@ class Embedder:
         return self._encode([self.config.document_prefix + t for t in texts])
 
     def embed_queries(self, texts: list[str]) -> np.ndarray:
-        """Embed queries; same contract as :meth:`embed_documents`."""
-        return self._encode([self.config.query_prefix + t for t in texts])
+        """Embed queries (with the encoder of ``query_backend``); same contract as :meth:`embed_documents`."""
+        return self._encode([self.config.query_prefix + t for t in texts], self._query_encoder())
 
     def embed_query(self, text: str) -> np.ndarray:
         """Embed one query of a request, batched with the queries of other requests in flight.
@@ -192,11 +219,11 @@ class Embedder:
         if batcher is not None:
             batcher.close()
 
-    def _encode(self, texts: list[str]) -> np.ndarray:
+    def _encode(self, texts: list[str], run: Encode | None = None) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         model = self.model
-        run = self._onnx.run if self._onnx is not None else (lambda group: self._torch_encode(model, group))
+        run = run or self._document_run(model)
         if len(texts) == 1:
             return run(texts)
         lengths = [len(ids) for ids in self._token_ids(texts)]
@@ -230,21 +257,15 @@ class Embedder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
-def token_batches(lengths: list[int], batch_tokens: int, max_rows: int) -> list[list[int]]:
-    """Indices of texts, longest first, in batches of at most ``max_rows`` rows and ``batch_tokens`` padded tokens.
+def _one_at_a_time(run: Encode) -> Encode:
+    """``run`` over each text alone.
 
-    A batch's padded size is its row count times its longest row; a text longer than ``batch_tokens``
-    gets a batch of its own.
-
-    Example:
-        >>> token_batches([10, 300, 250, 20], batch_tokens=600, max_rows=8)
-        [[1, 2], [3, 0]]
+    Dynamic int8 quantisation scales activations by the range of the whole batch, so a query embedded
+    beside other requests' queries would get another vector (cosine about 0.99) than alone, and the
+    same question could rank differently under load. Alone, a query always gets the same vector.
     """
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    batches: list[list[int]] = []
-    for i in order:
-        if batches and len(batches[-1]) < max_rows and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= batch_tokens:
-            batches[-1].append(i)
-        else:
-            batches.append([i])
-    return batches
+
+    def each(texts: list[str]) -> np.ndarray:
+        return np.vstack([run([t]) for t in texts])
+
+    return each

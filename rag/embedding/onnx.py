@@ -117,13 +117,16 @@ def ensure_export(st: Any, model_id: str, cache_dir: Path, backend: OnnxBackend)
     entry.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
     try:
-        tok = st.tokenizer(["a b c", "d e"], padding=True, return_tensors="pt")
-        with warnings.catch_warnings():  # the tracer warns about shape-dependent branches it records as constants
-            warnings.simplefilter("ignore")
-            fp32 = export_transformer(_transformer(st).eval(), tok, work / _FILES["onnx"],
-                                      lambda m, x: m(**x).last_hidden_state, output_name="hidden",
-                                      output_axes=TOKEN_AXES)
-        log.info("exported %s to ONNX under %s", model_id, entry)
+        fp32 = entry / _FILES["onnx"]
+        if not fp32.is_file():
+            tok = st.tokenizer(["a b c", "d e"], padding=True, return_tensors="pt")
+            with warnings.catch_warnings():  # the tracer warns about shape-dependent branches it records as constants
+                warnings.simplefilter("ignore")
+                fp32 = export_transformer(_transformer(st).eval(), tok, work / _FILES["onnx"],
+                                          lambda m, x: m(**x).last_hidden_state, output_name="hidden",
+                                          output_axes=TOKEN_AXES)
+            log.info("exported %s to ONNX under %s", model_id, entry)
+        # else: the int8 file is quantised from the fp32 export already cached (and checked when it loads)
         if backend == "onnx-int8":
             quantize_int8(fp32, work / _FILES["onnx-int8"], per_channel=True)
         entry.mkdir(exist_ok=True)
@@ -192,11 +195,11 @@ def agreement(onnx_vectors: np.ndarray, torch_vectors: np.ndarray) -> float:
 
 
 def load_checked(st: Any, model_id: str, cache_dir: Path, backend: OnnxBackend, *, threads: int,
-                 reference: np.ndarray, spin: bool = True) -> tuple[OnnxEncoder, float]:
+                 reference: np.ndarray, spin: bool = True, tokenizer: Any = None) -> tuple[OnnxEncoder, float]:
     """An encoder for the cached (or new) export, and its mean cosine to ``reference`` (torch on :data:`PROBES`).
 
     A cached export that disagrees is exported again once (a file changed under the cache); one that still
-    disagrees raises.
+    disagrees raises. ``tokenizer`` (default: the model's) is the one the encoder calls.
 
     Raises:
         OnnxUnavailable: onnxruntime missing, the model's modules not exportable, or the check failed.
@@ -210,7 +213,7 @@ def load_checked(st: Any, model_id: str, cache_dir: Path, backend: OnnxBackend, 
     for attempt in range(2):
         try:
             path = ensure_export(st, model_id, cache_dir, backend)
-            encoder = OnnxEncoder(path, st.tokenizer, shape, threads=threads, spin=spin)
+            encoder = OnnxEncoder(path, tokenizer or st.tokenizer, shape, threads=threads, spin=spin)
             cosine = agreement(encoder.run(list(PROBES)), reference)
         except OnnxUnavailable:
             raise

@@ -94,6 +94,7 @@ class HybridRetriever:
                 {"bm25": bm25, "dense": dense},
                 k=self.config.rrf_k,
                 weights={"bm25": self.config.bm25_weight, "dense": self.config.dense_weight},
+                limit=hydrate,
             )
-            out = self.collection.hydrate(fused if hydrate is None else fused[:hydrate])
+            out = self.collection.hydrate(fused)
         return RetrievalResult(out, bm25, dense, clock.freeze())

@@ -119,7 +119,7 @@ def open_runtime(
     store = Store(settings.sqlalchemy_url, cipher=open_cipher(settings))
     server = None
     try:
-        embedder = (embedder or Embedder(settings.embedding)).warm_up()
+        embedder = (embedder or Embedder(settings.embedding)).warm_up(queries=True)
         if isinstance(reranker, tuple):
             rr, status = reranker
         elif reranker:

@@ -356,6 +356,17 @@ class KeyRing:
             self._cache[digest] = (now, info)
         return info
 
+    def cached(self, key: str) -> bool:
+        """Whether :meth:`any_keys`, and :meth:`lookup` of ``key`` when it is needed, would answer without the database."""
+        now = time.monotonic()
+        with self._lock:
+            if self._any is None or not (self._any[1] or now - self._any[0] < self.cache_s):
+                return False
+            if not self._any[1] or not key.startswith(KEY_PREFIX):
+                return True
+            hit = self._cache.get(hash_key(key))
+            return hit is not None and now - hit[0] < self.cache_s
+
     def any_keys(self) -> bool:
         """Whether any managed key was ever created; then a server requires keys. Cached for ``cache_s``.
 

@@ -276,3 +276,32 @@ def test_feedback_is_stored(search_client) -> None:  # noqa: ANN001
     assert r.status_code == 200 and r.json()["id"] >= 1
     r = search_client.post("/v1/feedback", json={"query": "fog horn", "collection": "alpha", "chunk_id": 10**9, "relevant": True})
     assert r.status_code == 404
+
+
+def test_searches_beyond_search_threads_wait_their_turn(corpus_settings, embedder) -> None:  # noqa: ANN001
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    api = {**corpus_settings.api.model_dump(), "search_threads": 2}
+    client = make_client(corpus_settings, embedder, None, api=api)
+    pipeline = client.app.state.pipeline
+    real, running, most, lock = pipeline.search, [0], [0], threading.Lock()
+
+    def search(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - the real search, counted
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            time.sleep(0.05)
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    pipeline.search = search
+    body = {"query": "when was the Tarbet lighthouse built", "collection": "alpha", "top_k": 1}
+    with client, ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda _: client.post("/v1/search", json=body).status_code, range(8)))
+    assert codes == [200] * 8
+    assert most[0] == 2  # eight at once, never more than two searching

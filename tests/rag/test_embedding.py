@@ -189,3 +189,34 @@ def test_concurrent_batches_on_torch_each_get_their_own_vectors(tmp_path: Path) 
         t.join()
     assert errors == []
     assert len(results) == 40 and all(np.allclose(r, expected, atol=1e-5) for r in results)
+
+
+def test_queries_embed_on_the_int8_export_by_default_and_agree_with_the_documents(tmp_path: Path) -> None:
+    embedder = Embedder(EmbeddingConfig(cache_dir=tmp_path)).warm_up(queries=True)
+    assert (embedder.backend, embedder.query_backend) == ("onnx", "onnx-int8")
+    queries, documents = embedder.embed_queries(TEXTS), embedder.embed_documents(TEXTS)
+    cos = (queries * documents).sum(1)
+    # the int8 bar of the load check is a mean cosine of 0.99; a text may fall a little below it
+    assert cos.mean() >= 0.99 and cos.min() >= 0.98, cos
+    assert not np.allclose(queries, documents, atol=1e-4)  # close, but from the other model
+    assert np.allclose(np.linalg.norm(queries, axis=1), 1.0, atol=1e-5)
+    (entry,) = list(tmp_path.iterdir())
+    assert sorted(p.name for p in entry.glob("*.onnx")) == ["model.int8.onnx", "model.onnx"]
+    # int8 scales activations by the batch's range: each query embeds alone, so its vector never depends
+    # on the other requests' queries it is batched with
+    for text, vector in zip(TEXTS, queries, strict=True):
+        assert np.array_equal(embedder.embed_queries([text])[0], vector)
+        assert np.array_equal(embedder.embed_query(text), vector)
+
+
+@pytest.mark.parametrize(("backend", "query_backend", "expected"), [
+    ("onnx", "onnx", "onnx"), ("torch", "auto", "torch"), ("onnx", "torch", "torch"),
+])
+def test_the_query_backend_follows_its_setting(tmp_path: Path, backend: str, query_backend: str, expected: str) -> None:
+    embedder = Embedder(EmbeddingConfig(backend=backend, query_backend=query_backend, cache_dir=tmp_path))
+    queries = embedder.embed_queries(TEXTS)  # loads the query encoder on first use
+    assert embedder.query_backend == expected
+    if expected == embedder.backend:
+        assert np.allclose(queries, embedder.embed_documents(TEXTS), atol=1e-5)
+    else:
+        assert (queries * embedder.embed_documents(TEXTS)).sum(1).min() >= 0.999

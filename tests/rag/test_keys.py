@@ -84,6 +84,23 @@ def test_revoke_is_seen_by_another_keyring_within_its_cache_time(db_url: str) ->
     cli.close()
 
 
+def test_cached_says_when_an_answer_needs_the_database(db_url: str) -> None:
+    store = Store(db_url)
+    ring = KeyRing(store, cache_s=30)
+    assert not ring.cached("")  # nothing read yet
+    assert ring.any_keys() is False
+    assert ring.cached("") and ring.cached("rag_" + "A" * 43)  # no managed keys: no lookup is needed
+    made = KeyRing(store).create(collections=["a"])
+    fresh = KeyRing(store, cache_s=30)
+    assert fresh.any_keys() is True
+    assert fresh.cached("not-even-our-format")  # refused without a lookup
+    assert not fresh.cached(made.key)
+    assert fresh.lookup(made.key) == made.info
+    assert fresh.cached(made.key) and not fresh.cached(made.key + "x")
+    assert not KeyRing(store, cache_s=0).cached("")  # a cache of 0 s answers nothing
+    store.close()
+
+
 def test_an_expired_key_reads_expired(db_url: str) -> None:
     store = Store(db_url)
     ring = KeyRing(store, cache_s=0)

@@ -109,6 +109,17 @@ def test_reader_sees_writer_commits_after_reload(tmp_path):
     writer.commit()
     reader.reload()
     assert sorted(ids_of(reader.search("alpha", 5))) == [1, 2]
+    reader.reload()  # nothing changed: one stat, and the same results
+    assert sorted(ids_of(reader.search("alpha", 5))) == [1, 2]
+    for cid in (3, 4):  # each later commit is seen too (the reload is skipped only while meta.json stays)
+        writer.add([(cid, "alpha delta")])
+        writer.commit()
+        reader.reload()
+        assert sorted(ids_of(reader.search("alpha", 5))) == list(range(1, cid + 1))
+    writer.delete([4])
+    writer.commit()
+    reader.reload()
+    assert sorted(ids_of(reader.search("alpha", 5))) == [1, 2, 3]
     writer.close()
 
 

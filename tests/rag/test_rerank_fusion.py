@@ -201,3 +201,11 @@ def test_trained_settings_file_is_read_and_explicit_settings_win(tiny_cross_enco
     (model / SETTINGS_FILE).write_text("{not json")
     with pytest.raises(ConfigError, match="RAG_RERANKER__MODEL"):
         Reranker(RerankerConfig(model=str(model)))
+
+
+def test_fusion_with_a_limit_is_the_head_of_the_whole_ranking() -> None:
+    bm25 = [Hit(i, 10.0 - i * 0.1) for i in range(0, 60)]
+    dense = [Hit(i, 1.0 - i * 0.01) for i in range(30, 90)]
+    whole = reciprocal_rank_fusion({"bm25": bm25, "dense": dense})
+    for limit in (0, 1, 10, 89, 200):
+        assert reciprocal_rank_fusion({"bm25": bm25, "dense": dense}, limit=limit) == whole[:limit]
