@@ -741,6 +741,7 @@ def train_reranker(
     negatives: Annotated[int, typer.Option(help="hard negatives per query")] = 4,
     random_negatives: Annotated[int, typer.Option(help="random negatives per query")] = 2,
     max_length: Annotated[int, typer.Option(help="tokens per (query, passage) pair; serve with the same RAG_RERANKER__MAX_LENGTH")] = 128,
+    layers: Annotated[int, typer.Option(help="keep the encoder's first N transformer layers (0 = all); the cost of a rerank is linear in them")] = 0,
     batch_size: Annotated[int, typer.Option(help="pairs per step")] = 16,
     learning_rate: Annotated[float, typer.Option(help="peak learning rate of the encoder")] = 3e-5,
     head: Annotated[str, typer.Option(help="new scoring head: mean (linear over mean-pooled tokens) or cls")] = "mean",
@@ -755,7 +756,7 @@ def train_reranker(
 
     settings = _settings(config)
     train = TrainConfig(
-        base=base, epochs=epochs, max_pairs=max_pairs, max_length=max_length, batch_size=batch_size,
+        base=base, epochs=epochs, max_pairs=max_pairs, max_length=max_length, layers=layers, batch_size=batch_size,
         learning_rate=learning_rate, head=head, head_learning_rate=head_learning_rate, seed=seed,
         device=settings.reranker.device,
     )

@@ -44,6 +44,8 @@ class TrainConfig:
         max_length: tokens per (query, passage) pair; longer pairs are truncated.
         max_pairs: keep at most this many training pairs, drawn whole queries
             at a time in seeded order (0: all).
+        layers: keep only the encoder's first ``layers`` transformer layers (0: all); a
+            cross-encoder's cost is linear in them, for training and serving alike.
         evals_per_epoch: dev evaluations (and checkpoints) per epoch.
         seed: seeds weights of the new head, shuffling and dropout.
         device: ``auto`` | ``cpu`` | ``cuda``.
@@ -58,6 +60,7 @@ class TrainConfig:
     warmup_ratio: float = 0.1
     max_length: int = 128
     max_pairs: int = 0
+    layers: int = 0
     evals_per_epoch: int = 2
     seed: int = 42
     device: str = "auto"
@@ -66,8 +69,9 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "evals_per_epoch"):
             if getattr(self, name) < 1:
                 raise InputError(name, f"must be >= 1, got {getattr(self, name)}")
-        if self.max_pairs < 0:
-            raise InputError("max_pairs", f"must be >= 0, got {self.max_pairs}")
+        for name in ("max_pairs", "layers"):
+            if getattr(self, name) < 0:
+                raise InputError(name, f"must be >= 0, got {getattr(self, name)}")
         if self.head not in ("mean", "cls"):
             raise InputError("head", f"must be 'mean' or 'cls', got {self.head!r}")
         for name in ("learning_rate", "head_learning_rate"):
@@ -157,6 +161,14 @@ def _dev_samples(dev: Sequence[MinedQuery]) -> list[dict[str, Any]]:
     ]
 
 
+def keep_layers(model: Any, layers: int) -> None:
+    """Keep the first ``layers`` transformer layers of a CrossEncoder's encoder (0: all of them)."""
+    encoder = model[0].auto_model
+    if layers and layers < len(encoder.encoder.layer):
+        encoder.encoder.layer = encoder.encoder.layer[:layers]
+        encoder.config.num_hidden_layers = layers
+
+
 def train_cross_encoder(
     pairs: Sequence[TrainingPair],
     dev: Sequence[MinedQuery],
@@ -206,6 +218,7 @@ def train_cross_encoder(
     set_seed(config.seed)
     device = resolve_device(config.device)
     model = _load_base(config, device)
+    keep_layers(model, config.layers)
     train = Dataset.from_dict(
         {"query": [p.query for p in pairs], "passage": [p.passage for p in pairs], "label": [p.label for p in pairs]}
     )

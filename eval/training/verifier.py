@@ -29,7 +29,7 @@ import numpy as np
 
 from eval.metrics import percentiles
 from eval.training.claims import SupportPair, group_part, scifact_pairs, synthetic_pairs
-from eval.training.trainer import DEFAULT_BASE_MODEL, TrainConfig, _fit, _load_base
+from eval.training.trainer import DEFAULT_BASE_MODEL, TrainConfig, _fit, _load_base, keep_layers
 from rag.errors import FileError, InputError
 from rag.models import resolve_device
 from rag.verify.model import (
@@ -322,11 +322,8 @@ def _shrink(model: Any, layers: int) -> None:
     The embeddings are 12 of MiniLM's 22 million weights; a few thousand pairs cannot teach them
     much, and AdamW would update all of them at every step.
     """
-    encoder = model[0].auto_model
-    if layers and layers < len(encoder.encoder.layer):
-        encoder.encoder.layer = encoder.encoder.layer[:layers]
-        encoder.config.num_hidden_layers = layers
-    encoder.embeddings.word_embeddings.weight.requires_grad_(False)
+    keep_layers(model, layers)
+    model[0].auto_model.embeddings.word_embeddings.weight.requires_grad_(False)
 
 
 def _training_args(

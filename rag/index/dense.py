@@ -660,10 +660,9 @@ class DenseIndex:
                 self._gpu_index = index
                 scores, labels = index.search(queries, kk, params=params)
         results = []
-        for row_scores, row_labels in zip(scores, labels, strict=True):
-            hits = [Hit(int(c), float(s)) for c, s in zip(row_labels, row_scores, strict=True) if c >= 0]
-            hits.sort(key=lambda h: (-h.score, h.chunk_id))
-            results.append(hits)
+        for row_scores, row_labels in zip(scores.tolist(), labels.tolist(), strict=True):
+            ranked = sorted((-s, c) for c, s in zip(row_labels, row_scores, strict=True) if c >= 0)
+            results.append([Hit(c, -neg) for neg, c in ranked])
         return results
 
     def search(

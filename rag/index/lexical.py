@@ -549,6 +549,6 @@ class LexicalIndex:
                 break
             limit *= 2
         ids = searcher.fast_field_values(ID_FIELD, [addr for _, addr in hits])
-        out = sorted((Hit(int(cid), float(score)) for (score, _), cid in zip(hits, ids, strict=True)),
-                     key=lambda h: (-h.score, h.chunk_id))
-        return out[:k]
+        # tuples sort in C; only the k kept become Hit objects
+        ranked = sorted((-float(score), int(cid)) for (score, _), cid in zip(hits, ids, strict=True))
+        return [Hit(cid, -neg) for neg, cid in ranked[:k]]

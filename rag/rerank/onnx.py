@@ -7,10 +7,13 @@ model directory's tokenizer.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from rag.embedding.batching import CPU_BATCH_TOKENS, token_batches
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 """The exported graph's inputs, in order; the scorer feeds them by name."""
@@ -24,9 +27,13 @@ class OnnxCrossEncoder:
         tokenizer_dir: the saved model directory (its tokenizer).
         max_length: tokens per pair.
         threads: intra-op threads (0: onnxruntime's default).
+        batch_tokens: padded tokens per run, at most (pairs sorted by length, as the embedder's batches).
     """
 
-    def __init__(self, onnx_path: Path, tokenizer_dir: Path, max_length: int = 256, threads: int = 0) -> None:
+    def __init__(
+        self, onnx_path: Path, tokenizer_dir: Path, max_length: int = 256, threads: int = 0,
+        batch_tokens: int = CPU_BATCH_TOKENS,
+    ) -> None:
         import onnxruntime as ort
         from transformers import AutoTokenizer
 
@@ -36,6 +43,8 @@ class OnnxCrossEncoder:
         self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
         self.tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)
         self.max_length = max_length
+        self.batch_tokens = batch_tokens
+        self._tokenizer_lock = threading.Lock()  # a fast tokenizer must not run in two threads at once
 
     def predict(
         self, pairs: Sequence[tuple[str, str]], batch_size: int = 32, show_progress_bar: bool = False
@@ -44,14 +53,17 @@ class OnnxCrossEncoder:
 
         Called like ``CrossEncoder.predict``; there is no progress bar to show.
         """
-        out: list[np.ndarray] = []
-        for i in range(0, len(pairs), batch_size):
-            batch = pairs[i : i + batch_size]
-            enc = self.tokenizer(
-                [q for q, _ in batch], [p for _, p in batch], padding=True, truncation=True,
-                max_length=self.max_length, return_tensors="np",
-            )
-            feed = {n: enc[n].astype(np.int64) for n in INPUTS}
-            out.append(self.session.run(["logits"], feed)[0].reshape(-1))
-        logits = np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+        if not pairs:
+            return np.zeros(0, dtype=np.float32)
+        queries, passages = [q for q, _ in pairs], [p for _, p in pairs]
+        with self._tokenizer_lock:
+            enc = self.tokenizer(queries, passages, truncation=True, max_length=self.max_length)
+            batches = [
+                (rows, self.tokenizer.pad({n: [enc[n][i] for i in rows] for n in INPUTS}, return_tensors="np"))
+                for rows in token_batches([len(ids) for ids in enc["input_ids"]], self.batch_tokens, batch_size)
+            ]
+        logits = np.empty(len(pairs), dtype=np.float32)
+        for rows, batch in batches:
+            feed = {n: np.asarray(batch[n], dtype=np.int64) for n in INPUTS}
+            logits[rows] = self.session.run(["logits"], feed)[0].reshape(-1)
         return 1.0 / (1.0 + np.exp(-logits))

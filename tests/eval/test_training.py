@@ -248,6 +248,10 @@ def test_onnx_export_matches_torch(trained: tuple[Path, float]) -> None:
     expected = CrossEncoder(str(trained[0]), device="cpu", max_length=64).predict(pairs)
     fp32 = OnnxCrossEncoder(paths["fp32"], trained[0], max_length=64).predict(pairs)
     assert fp32 == pytest.approx(expected, abs=1e-4)
+    # pairs sorted by length into runs of at most 64 padded tokens (about one pair each), back in input order
+    small = OnnxCrossEncoder(paths["fp32"], trained[0], max_length=64, batch_tokens=64).predict(pairs)
+    assert small == pytest.approx(expected, abs=1e-4)
+    assert OnnxCrossEncoder(paths["fp32"], trained[0], max_length=64).predict([]).shape == (0,)
     int8 = OnnxCrossEncoder(paths["int8"], trained[0], max_length=64).predict(pairs)
     assert int8.shape == fp32.shape
     assert np.abs(int8 - fp32).max() < 0.1
@@ -306,3 +310,15 @@ def test_exports_are_sealed_with_the_data_key_and_read_back_with_it(tmp_path: Pa
         read_hard_negatives(sealed)
     with pytest.raises(ConfigError):
         read_hard_negatives(sealed, DataCipher((("k1", os.urandom(32)),)))
+
+
+def test_layers_train_a_shallower_model_that_loads(tmp_path: Path) -> None:
+    mined = mine(QUERIES, QRELS, retrieve, doc_chunks, config=MiningConfig(hard_negatives=1, random_negatives=0))
+    pairs = [p for m in mined[:3] for p in m.pairs()]
+    config = TrainConfig(epochs=1, batch_size=4, max_length=64, layers=2, seed=42, device="cpu", evals_per_epoch=1)
+    report = train_cross_encoder(pairs, mined[3:], tmp_path / "two", config, show_progress=False)
+    saved = json.loads((report.path / "config.json").read_text())
+    assert saved["num_hidden_layers"] == 2
+    assert len(_scores(report.path)) == len(CHUNKS)  # loads as a reranker with its two layers
+    with pytest.raises(InputError, match="layers"):
+        TrainConfig(layers=-1)
