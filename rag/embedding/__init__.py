@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from rag.config import EmbeddingConfig, cpu_count
-from rag.embedding.batching import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, Encode, QueryBatcher, token_batches
-from rag.models import load_model, resolve_device
+from rag.embedding.batching import Encode, QueryBatcher
+from rag.models import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, load_model, resolve_device, token_batches
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,6 @@
-"""How texts are grouped for an encoder: batches by padded tokens, and one batch for concurrent queries.
+"""One batch for the query embeddings of requests in flight at the same moment.
 
-:func:`token_batches` sorts texts by token length and cuts batches of a bounded padded size, for the
-document embedder and the ONNX reranker alike. :class:`QueryBatcher` gives the query embeddings of
-requests in flight at the same moment one batch: a worker thread takes the first waiting query, everything queued behind it, and, when that already
+A worker thread takes the first waiting query, everything queued behind it, and, when that already
 makes a batch of two or more (the server is under concurrent load), waits up to ``wait_s`` for more,
 then embeds them in one call. A lone query is embedded at once: a client alone pays no wait.
 """
@@ -18,32 +16,6 @@ from concurrent.futures import Future
 import numpy as np
 
 Encode = Callable[[list[str]], np.ndarray]
-
-CPU_BATCH_TOKENS = 1024
-"""Padded tokens per batch on a CPU when no size is configured: small batches stay in the CPU's cache."""
-GPU_BATCH_TOKENS = 65536
-"""The same on a GPU, where larger batches keep the device busy."""
-
-
-def token_batches(lengths: list[int], batch_tokens: int, max_rows: int) -> list[list[int]]:
-    """Indices of texts, longest first, in batches of at most ``max_rows`` rows and ``batch_tokens`` padded tokens.
-
-    A batch's padded size is its row count times its longest row; a text longer than ``batch_tokens``
-    gets a batch of its own.
-
-    Example:
-        >>> token_batches([10, 300, 250, 20], batch_tokens=600, max_rows=8)
-        [[1, 2], [3, 0]]
-    """
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    batches: list[list[int]] = []
-    for i in order:
-        if batches and len(batches[-1]) < max_rows and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= batch_tokens:
-            batches[-1].append(i)
-        else:
-            batches.append([i])
-    return batches
-
 
 class QueryBatcher:
     """Embeds single queries from many threads in shared batches.

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -266,7 +265,6 @@ class LexicalIndex:
         self._writer: tantivy.IndexWriter | None = None
         self._schema = index.schema
         self._length_cache: tuple[tuple[int, int], tuple[int, float]] | None = None
-        self._meta_stamp: tuple[int, int, int] | None = None  # meta.json as of the last reload
 
     @classmethod
     def open(cls, directory: Path, config: LexicalConfig) -> LexicalIndex:
@@ -351,19 +349,8 @@ class LexicalIndex:
         self._index.reload()
 
     def reload(self) -> None:
-        """Let this instance's searches see the latest commit (for reader processes).
-
-        Costs one ``stat`` when nothing changed: tantivy replaces ``meta.json`` at every commit and merge.
-        """
-        try:
-            st = os.stat(self.directory / "meta.json")
-            stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
-        except OSError:
-            stamp = None
-        if stamp is not None and stamp == self._meta_stamp:
-            return
+        """Let this instance's searches see the latest commit (for reader processes)."""
         self._index.reload()
-        self._meta_stamp = stamp
 
     def close(self) -> None:
         """Release the writer (and its lock), discarding uncommitted changes.

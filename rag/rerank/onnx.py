@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.embedding.batching import CPU_BATCH_TOKENS, token_batches
+from rag.models import CPU_BATCH_TOKENS, token_batches
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 """The exported graph's inputs, in order; the scorer feeds them by name."""

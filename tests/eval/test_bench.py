@@ -47,7 +47,7 @@ class HashingEmbedder(Embedder):
     def model_id(self) -> str:
         return "test-hashing"
 
-    def warm_up(self) -> HashingEmbedder:
+    def warm_up(self, *, queries: bool = False) -> HashingEmbedder:
         if self._tok is None:
             from transformers import AutoTokenizer
 
@@ -69,7 +69,10 @@ class HashingEmbedder(Embedder):
     def max_seq_length(self) -> int:
         return 256
 
-    def _encode(self, texts: list[str]) -> np.ndarray:
+    def _query_encoder(self):  # noqa: ANN202 - queries hash like documents
+        return self._encode
+
+    def _encode(self, texts: list[str], run=None) -> np.ndarray:  # noqa: ANN001 - one encoder for both
         out = np.zeros((len(texts), self.DIM), np.float32)
         for i, text in enumerate(texts):
             for word in text.lower().split():
