@@ -163,10 +163,11 @@ def _dev_samples(dev: Sequence[MinedQuery]) -> list[dict[str, Any]]:
 
 def keep_layers(model: Any, layers: int) -> None:
     """Keep the first ``layers`` transformer layers of a CrossEncoder's encoder (0: all of them)."""
-    encoder = model[0].auto_model
+    auto = model[0].auto_model
+    encoder = getattr(auto, "base_model", auto)  # a classification model keeps its encoder under .bert
     if layers and layers < len(encoder.encoder.layer):
         encoder.encoder.layer = encoder.encoder.layer[:layers]
-        encoder.config.num_hidden_layers = layers
+        auto.config.num_hidden_layers = layers
 
 
 def train_cross_encoder(

@@ -190,10 +190,12 @@ class Embedder:
 
     def _query_batcher(self) -> QueryBatcher:
         if self._batcher is None:
-            self.warm_up()
+            self._query_encoder()  # loads the model too; outside the lock, which it takes
+            # int8 queries embed one at a time: a batch would only queue them behind one worker
+            alone = self.query_backend == "onnx-int8"
             with self._lock:
                 if self._batcher is None:
-                    self._batcher = QueryBatcher(self.embed_queries, max_batch=self.config.query_batch_max,
+                    self._batcher = QueryBatcher(self.embed_queries, max_batch=1 if alone else self.config.query_batch_max,
                                                  wait_s=self.config.query_batch_wait_ms / 1000.0,
                                                  workers=self.config.query_batch_workers or cpu_count())
         return self._batcher

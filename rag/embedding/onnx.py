@@ -225,5 +225,8 @@ def load_checked(st: Any, model_id: str, cache_dir: Path, backend: OnnxBackend, 
             problem = f"the {backend} export agrees with torch at mean cosine {cosine:.4f} < {MIN_COSINE[backend]}"
         if attempt == 0:  # a cached file that is damaged or stale: export once more
             log.warning("embedding export under %s not usable (%s); exporting again", cache_dir, problem)
-            shutil.rmtree(export_dir(st, model_id, cache_dir), ignore_errors=True)
+            if backend == "onnx-int8":  # the fp32 file beside it may serve the documents: keep it
+                (export_dir(st, model_id, cache_dir) / _FILES[backend]).unlink(missing_ok=True)
+            else:
+                shutil.rmtree(export_dir(st, model_id, cache_dir), ignore_errors=True)
     raise OnnxUnavailable(problem)

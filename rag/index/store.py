@@ -36,7 +36,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DataError, ProgrammingError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
@@ -302,7 +302,9 @@ def make_engine(url: str) -> Engine:
         # Every request thread of a busy server holds a connection while it searches: with SQLAlchemy's
         # default 5 + 10, connections beyond 5 were closed on return and opened again (with their pragmas
         # and a cold page cache) by the next request, a fifth of a search's CPU at 32 clients.
-        engine = create_engine(url, connect_args={"timeout": 30}, pool_size=SQLITE_POOL, max_overflow=SQLITE_POOL)
+        on_disk = make_url(url).database not in (None, "", ":memory:")
+        pool = {"pool_size": SQLITE_POOL, "max_overflow": SQLITE_POOL} if on_disk else {}
+        engine = create_engine(url, connect_args={"timeout": 30}, **pool)  # an in-memory database has no pool
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)

@@ -220,3 +220,4 @@ def test_the_query_backend_follows_its_setting(tmp_path: Path, backend: str, que
         assert np.allclose(queries, embedder.embed_documents(TEXTS), atol=1e-5)
     else:
         assert (queries * embedder.embed_documents(TEXTS)).sum(1).min() >= 0.999
+
