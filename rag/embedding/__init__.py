@@ -70,7 +70,10 @@ class Embedder:
             with self._lock:
                 if self._model is None:
                     model = self._load_torch()
-                    self._onnx = self._load_onnx(model)
+                    loaded = self._load_onnx(model, self.config.backend, "RAG_EMBEDDING__BACKEND")
+                    if loaded is not None:
+                        self._onnx, cosine = loaded
+                        self.backend, self.onnx_cosine = self.config.backend, round(cosine, 5)
                     self._model = model
         if queries:
             self._query_encoder()
@@ -92,9 +95,8 @@ class Embedder:
 
         return load_model("RAG_EMBEDDING__MODEL", self.config.model, build)
 
-    def _load_onnx(self, model, backend: str | None = None, setting: str = "RAG_EMBEDDING__BACKEND",  # noqa: ANN001, ANN202
-                   tokenizer=None):  # noqa: ANN001
-        backend = backend or self.config.backend
+    def _load_onnx(self, model, backend: str, setting: str, tokenizer=None):  # noqa: ANN001, ANN202
+        """The checked ONNX encoder of ``backend`` and its cosine to torch, or None (``setting`` names why in the log)."""
         if backend == "torch":
             return None
         if str(model.device) != "cpu":
@@ -113,9 +115,7 @@ class Embedder:
             log.warning("%s=%s is not usable for %s here, using %s: %s",
                         setting, backend, self.config.model, self.backend, exc)
             return None
-        if setting == "RAG_EMBEDDING__BACKEND":
-            self.backend, self.onnx_cosine = backend, round(cosine, 5)
-        return encoder
+        return encoder, cosine
 
     def _query_encoder(self) -> Encode:
         """What embeds queries: the documents' encoder, or the one ``query_backend`` names, loaded once."""
@@ -127,13 +127,13 @@ class Embedder:
                 wanted = self.config.query_backend
                 if wanted == "auto":
                     wanted = "onnx-int8" if self._onnx is not None else self.backend
-                encoder = None
+                loaded = None
                 if wanted != self.backend and wanted != "torch":
                     # its own tokenizer: the documents' encoder may tokenize in another thread meanwhile
-                    encoder = self._load_onnx(model, wanted, "RAG_EMBEDDING__QUERY_BACKEND",
-                                              copy.deepcopy(model.tokenizer))
-                if encoder is not None:
-                    self.query_backend, run = wanted, encoder.run
+                    loaded = self._load_onnx(model, wanted, "RAG_EMBEDDING__QUERY_BACKEND",
+                                             copy.deepcopy(model.tokenizer))
+                if loaded is not None:
+                    self.query_backend, run = wanted, loaded[0].run
                 elif wanted == "torch" and self.backend != "torch":
                     self.query_backend, run = "torch", lambda group: self._torch_encode(model, group)
                 else:

@@ -17,6 +17,7 @@ import numpy as np
 
 Encode = Callable[[list[str]], np.ndarray]
 
+
 class QueryBatcher:
     """Embeds single queries from many threads in shared batches.
 

@@ -296,15 +296,15 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 def make_engine(url: str) -> Engine:
     """Create an engine; SQLite gets WAL, foreign keys and a busy timeout."""
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
+        path = make_url(url).database
+        pool = {}  # an in-memory database lives in one connection, whose pool takes no sizes
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        # Every request thread of a busy server holds a connection while it searches: with SQLAlchemy's
-        # default 5 + 10, connections beyond 5 were closed on return and opened again (with their pragmas
-        # and a cold page cache) by the next request, a fifth of a search's CPU at 32 clients.
-        on_disk = make_url(url).database not in (None, "", ":memory:")
-        pool = {"pool_size": SQLITE_POOL, "max_overflow": SQLITE_POOL} if on_disk else {}
-        engine = create_engine(url, connect_args={"timeout": 30}, **pool)  # an in-memory database has no pool
+            # Every request thread of a busy server holds a connection while it searches: with SQLAlchemy's
+            # default 5 + 10, connections beyond 5 were closed on return and opened again (with their pragmas
+            # and a cold page cache) by the next request, a fifth of a search's CPU at 32 clients.
+            pool = {"pool_size": SQLITE_POOL, "max_overflow": SQLITE_POOL}
+        engine = create_engine(url, connect_args={"timeout": 30}, **pool)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
