@@ -152,7 +152,7 @@ def run_bench(
             label = size_label(target)
             say(f"{label}: index-only build (HNSW efConstruction={plan.large_ef_construction})")
             sizes[label] = measure_index_only_level(settings, plan, base, target, work / f"index-{label}", queries,
-                                                    embedder.model_id, embedder.dim)
+                                                    embedder.model_id, embedder.dim, searcher)
         ingestion = backends = None
         if plan.ingest_docs:
             say(f"ingestion of {plan.ingest_docs} documents through `rag ingest`")

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from eval.bench import BenchPlan, iter_replicas, make_level, run_bench, write_bench_report
+from eval.bench.levels import size_from_json
+from eval.bench.targets import _growth
 from rag.config import Settings
 from rag.embedding import Embedder
 from rag.errors import InputError
@@ -148,6 +150,11 @@ def test_levels_latency_and_peers(tiny_run: tuple[dict, Path]) -> None:
         assert 0 <= lat["p50"] <= lat["p90"] <= lat["p99"], stage
     assert small["latency_ms"]["rerank"] is None  # no reranker configured
     assert "core" in large["latency_ms"] and 0.0 <= large["dense_recall@10"] <= 1.0
+    # the index-only hybrid with the query embedded as /v1/search embeds it, at both sizes; growth is measured on it
+    served = [report["sizes"][label]["latency_ms"]["served"]["p50"] for label in ("500", "2k")]
+    assert all(v > 0 for v in served), served
+    growth = _growth(size_from_json(small), size_from_json(large))
+    assert growth == round(served[1] / served[0], 2)
     dense = small["peers"]["dense"]
     assert dense["ours"]["recall@10"] == 1.0  # flat at this size
     assert [p["ef_search"] for p in dense["hnsw"]["sweep"]] == [16, 32, 64, 128, 256]
