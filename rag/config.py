@@ -56,7 +56,7 @@ class EmbeddingConfig(_Section):
         0, ge=0, le=1_000_000,
         description="padded tokens per encoder batch (rows x longest row), at most; 0: 512 on a CPU, 65536 on a GPU. "
         "On 2 cores, 197 chunks of 256 tokens embedded at 39 chunks/s in batches of 4 and at 21 in batches of 64, "
-        "whose attention no longer fits in the CPU's cache",
+        "whose attention no longer fits in the CPU's cache; on an Intel Xeon, batches of 2 ran 7 % faster than of 4",
     )
     spin: bool = Field(
         True,

@@ -59,15 +59,25 @@ def test_each_client_count_is_driven_and_errors_are_counted(server: str, client:
     loads = asyncio.run(_drive(server, "c", ["a query", "refused", "another"], 0.3, cpu, client))
     assert [x.clients for x in loads] == list(API_CLIENTS)
     warm_up = 3
-    assert sum(x.requests for x in loads) + warm_up == len(_Search.seen)
+    assert sum(x.requests + x.errors for x in loads) + warm_up == len(_Search.seen)
     assert {b["collection"] for b in _Search.seen} == {"c"} and {b["query"] for b in _Search.seen} == {
         "a query", "refused", "another"}
     for x in loads:
         assert x.requests > 0 and x.rps > 0 and x.latency is not None
-        # one query in three is refused with 503, cycled in order across the clients
-        assert abs(x.errors - x.requests / 3) <= x.clients + 1, x
+        # one query in three is refused with 503, cycled in order across the clients; only answers count as requests
+        assert abs(x.errors - (x.requests + x.errors) / 3) <= x.clients + 1, x
         assert x.cpu_ms_per_request is not None and x.cpu_ms_per_request > 0
         assert x.client_cpu_ms_per_request is not None and x.client_cpu_ms_per_request > 0
+
+
+def test_a_dead_server_is_all_errors_and_no_throughput() -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    loads = asyncio.run(_drive(f"http://127.0.0.1:{port}", "c", ["q"], 0.2, time.process_time, "aiohttp"))
+    assert all(x.requests == 0 and x.errors > 0 and x.rps == 0 for x in loads), loads
 
 
 def test_the_client_and_its_cpu_survive_the_json_round_trip(server: str) -> None:
