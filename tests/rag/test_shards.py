@@ -10,6 +10,7 @@ import pytest
 
 from indexer.admin import collection_stats
 from indexer.pipeline import Ingestor
+from rag.index.lexical import score_bounds
 from rag.index.shards import shard_of, shard_places
 from rag.index.store import Store
 from rag.index.writer import CollectionWriter
@@ -96,15 +97,29 @@ def test_each_shard_holds_its_documents(pair) -> None:  # noqa: ANN001
     assert three["vectors"] == one["vectors"] == three["lexical_docs"] == one["chunks"]
 
 
+def _bm25_bounds(pipeline: RagPipeline, q: str) -> tuple[float, float]:
+    """The widest (low, high) of :func:`score_bounds` over the sharded collection's shards for ``q``."""
+    retriever = pipeline.reader("three").bm25_retriever
+    stats = pipeline.reader("three").fanout.bm25_stats(list(retriever._weights(q)))
+    bounds = [score_bounds(s, stats) for s in stats]
+    return min(lo for lo, _ in bounds), max(hi for _, hi in bounds)
+
+
 def _same_top10(pipeline: RagPipeline, filters: Filters | None = None) -> None:
     for q in QUERIES:
         for name in ("bm25_retriever", "dense_retriever"):
             one = getattr(pipeline.reader("one"), name).retrieve(q, filters, 10)
             three = getattr(pipeline.reader("three"), name).retrieve(q, filters, 10)
             assert _keys(pipeline, "one", one) == _keys(pipeline, "three", three), (name, q)
-            # Exact where they decide an order; elsewhere within the shards' length-norm bound, which
-            # reaches 4 % on shards of a dozen chunks (rag.index.lexical.score_bounds).
-            assert [c.score for c in three] == pytest.approx([c.score for c in one], rel=0.05), (name, q)
+            if name == "dense_retriever":
+                assert [c.score for c in three] == pytest.approx([c.score for c in one], rel=1e-4), (name, q)
+                continue
+            # Exact where they decide an order; elsewhere a shard's score, within the shards' length-norm
+            # bound (rag.index.lexical.score_bounds): 4-6 % on shards of a dozen chunks, depending on the
+            # deleted entries tantivy's background merges have dropped so far.
+            low, high = _bm25_bounds(pipeline, q)
+            for a, b in zip(three, one, strict=True):
+                assert b.score / high - 1e-6 <= a.score <= b.score / low + 1e-6, (name, q, a.score, b.score, low, high)
         one = pipeline.search("one", q, 10, filters, rerank=False).results
         three = pipeline.search("three", q, 10, filters, rerank=False).results
         assert len(one) == 10 or filters is not None
