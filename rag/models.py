@@ -140,8 +140,8 @@ CPU_BATCH_TOKENS = 512
 """Padded tokens per embedder batch on a CPU when no size is configured: small batches stay in the CPU's cache.
 
 Two chunks of 256 tokens. On an AMD EPYC 2-core machine batches of 2 to 8 such chunks ran alike; on an Intel Xeon
-(Sapphire Rapids, 2 MB of L2 per core) 512 embedded 31.1 SciFact abstracts/s against 29.0 for 1,024 and 24.4 for
-4,096 (ONNX fp32, three runs each)."""
+(Sapphire Rapids, 2 MB of L2 per core) 512 embedded 31.1 SciFact abstracts/s against 29.0 for 1,024 (three runs
+each) and 24.4 for 4,096 (two runs), on ONNX fp32."""
 GPU_BATCH_TOKENS = 65536
 """The same on a GPU, where larger batches keep the device busy."""
 
