@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import os
 import subprocess
 import sys
@@ -161,7 +162,7 @@ def measure_api(data_dir: Path, collection: str, queries: list[str], seconds: fl
         if error is not None:
             return ApiLoadResult(size, chunks, error=error)
         say(f"API ready on {base}; {seconds:.0f} s per client count")
-        client = "aiohttp" if _has_aiohttp() else "httpx"
+        client = "aiohttp" if importlib.util.find_spec("aiohttp") is not None else "httpx"
         loads = asyncio.run(_drive(base, collection, queries, seconds, lambda: _cpu_seconds(proc.pid), client))
         return ApiLoadResult(size, chunks, loads, cores=cpu_count(), client=client)
     finally:
@@ -176,19 +177,6 @@ def _cpu_seconds(pid: int) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _own_cpu_seconds() -> float:
-    """CPU seconds of this thread, the one running the clients' event loop (not the bench's other threads)."""
-    return time.thread_time()
-
-
-def _has_aiohttp() -> bool:
-    try:
-        import aiohttp  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 Post = Callable[[dict[str, Any]], Awaitable[int]]
@@ -248,9 +236,10 @@ async def _drive(base: str, collection: str, queries: list[str], seconds: float,
                         continue
                     lat.append((time.perf_counter() - t) * 1000.0)
 
-            t0, cpu0, own0 = time.perf_counter(), cpu(), _own_cpu_seconds()
+            # the client's CPU is this thread's, the one running the event loop (not the bench's other threads)
+            t0, cpu0, own0 = time.perf_counter(), cpu(), time.thread_time()
             await asyncio.gather(*(worker() for _ in range(clients)))
-            elapsed, cpu1, own1 = time.perf_counter() - t0, cpu(), _own_cpu_seconds()
+            elapsed, cpu1, own1 = time.perf_counter() - t0, cpu(), time.thread_time()
             per = round((cpu1 - cpu0) * 1000.0 / len(lat), 2) if lat and cpu0 is not None and cpu1 is not None else None
             own = round((own1 - own0) * 1000.0 / len(lat), 2) if lat else None
             out.append(ClientLoad(clients, len(lat), errors, round(len(lat) / elapsed, 2), LatencyStats.of(lat), per, own))
