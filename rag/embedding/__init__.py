@@ -43,6 +43,7 @@ class Embedder:
         self.config = config
         self._model = None
         self._onnx = None
+        self._pool = None  # EncoderPool: the documents' sessions when there are several
         self._query_run: Encode | None = None
         self._batcher: QueryBatcher | None = None
         self._lock = threading.Lock()
@@ -70,10 +71,15 @@ class Embedder:
             with self._lock:
                 if self._model is None:
                     model = self._load_torch()
-                    loaded = self._load_onnx(model, self.config.backend, "RAG_EMBEDDING__BACKEND")
+                    from rag.embedding.onnx import session_split
+
+                    sessions, threads = session_split(self.config.threads or cpu_count(), self.config.sessions)
+                    loaded = self._load_onnx(model, self.config.backend, "RAG_EMBEDDING__BACKEND", threads=threads)
                     if loaded is not None:
                         self._onnx, cosine = loaded
                         self.backend, self.onnx_cosine = self.config.backend, round(cosine, 5)
+                        if sessions > 1:
+                            self._pool = self._sessions(model, sessions, threads)
                     self._model = model
         if queries:
             self._query_encoder()
@@ -95,8 +101,11 @@ class Embedder:
 
         return load_model("RAG_EMBEDDING__MODEL", self.config.model, build)
 
-    def _load_onnx(self, model, backend: str, setting: str, tokenizer=None):  # noqa: ANN001, ANN202
-        """The checked ONNX encoder of ``backend`` and its cosine to torch, or None (``setting`` names why in the log)."""
+    def _load_onnx(self, model, backend: str, setting: str, tokenizer=None, threads: int = 0):  # noqa: ANN001, ANN202
+        """The checked ONNX encoder of ``backend`` and its cosine to torch, or None (``setting`` names why in the log).
+
+        ``threads``: its intra-op threads (0: ``threads`` of the settings, or one per core).
+        """
         if backend == "torch":
             return None
         if str(model.device) != "cpu":
@@ -108,7 +117,7 @@ class Embedder:
         try:
             encoder, cosine = load_checked(
                 model, self.config.model, self.config.cache_dir or DEFAULT_CACHE, backend,
-                threads=self.config.threads or cpu_count(), reference=reference,
+                threads=threads or self.config.threads or cpu_count(), reference=reference,
                 spin=self.config.spin, tokenizer=tokenizer,
             )
         except OnnxUnavailable as exc:
@@ -116,6 +125,15 @@ class Embedder:
                         setting, backend, self.config.model, self.backend, exc)
             return None
         return encoder, cosine
+
+    def _sessions(self, model, sessions: int, threads: int):  # noqa: ANN001, ANN202 - EncoderPool
+        """The documents' encoder and ``sessions - 1`` more of the same export, each with its own tokenizer."""
+        from rag.embedding.onnx import EncoderPool, OnnxEncoder
+
+        first = self._onnx
+        more = [OnnxEncoder(first.path, copy.deepcopy(model.tokenizer), first.shape, threads=threads,
+                            spin=self.config.spin) for _ in range(sessions - 1)]
+        return EncoderPool([first, *more])
 
     def _query_encoder(self) -> Encode:
         """What embeds queries: the documents' encoder, or the one ``query_backend`` names, loaded once."""
@@ -142,6 +160,8 @@ class Embedder:
         return self._query_run
 
     def _document_run(self, model) -> Encode:  # noqa: ANN001
+        if self._pool is not None:
+            return self._pool.run
         return self._onnx.run if self._onnx is not None else (lambda group: self._torch_encode(model, group))
 
     @property
@@ -220,6 +240,8 @@ class Embedder:
         batcher, self._batcher = self._batcher, None
         if batcher is not None:
             batcher.close()
+        if self._pool is not None:
+            self._pool.close()
 
     def _encode(self, texts: list[str], run: Encode | None = None) -> np.ndarray:
         if not texts:
@@ -230,8 +252,14 @@ class Embedder:
             return run(texts)
         lengths = [len(ids) for ids in self._token_ids(texts)]
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for rows in token_batches(lengths, self._batch_tokens(model), self.config.batch_size):
-            out[rows] = run([texts[i] for i in rows])
+        batches = token_batches(lengths, self._batch_tokens(model), self.config.batch_size)
+        groups = [[texts[i] for i in rows] for rows in batches]
+        if self._pool is not None and run == self._pool.run:
+            parts = self._pool.run_batches(groups)
+        else:
+            parts = [run(group) for group in groups]
+        for rows, part in zip(batches, parts):
+            out[rows] = part
         return out
 
     def _batch_tokens(self, model) -> int:  # noqa: ANN001

@@ -191,6 +191,40 @@ def test_concurrent_batches_on_torch_each_get_their_own_vectors(tmp_path: Path) 
     assert len(results) == 40 and all(np.allclose(r, expected, atol=1e-5) for r in results)
 
 
+def test_sessions_side_by_side_give_the_vectors_of_one_session(tmp_path: Path) -> None:
+    texts = TEXTS * 4 + [TEXTS[3] * 8]
+    one = Embedder(EmbeddingConfig(cache_dir=tmp_path, threads=3, sessions=1, batch_tokens=64)).warm_up()
+    three = Embedder(EmbeddingConfig(cache_dir=tmp_path, threads=3, sessions=0, batch_tokens=64)).warm_up()
+    assert one._pool is None
+    encoders = three._pool.encoders
+    assert len(encoders) == 3 and len({id(e._tokenizer) for e in encoders}) == 3  # a tokenizer each
+    expected = one.embed_documents(texts)
+    errors: list[BaseException] = []
+    results: list[np.ndarray] = []
+
+    def work() -> None:  # several callers share the pool's sessions
+        try:
+            for _ in range(5):
+                results.append(three.embed_documents(texts))
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(results) == 15 and all(np.allclose(r, expected, atol=1e-5) for r in results)
+    assert np.allclose(three.embed_query(TEXTS[0]), one.embed_query(TEXTS[0]), atol=1e-5)
+    three.close()
+
+
+def test_a_serving_embedder_keeps_one_session(tmp_path: Path) -> None:
+    embedder = Embedder(EmbeddingConfig(cache_dir=tmp_path, threads=1)).warm_up()
+    assert embedder._pool is None and embedder.backend == "onnx"
+
+
 def test_queries_embed_on_the_int8_export_by_default_and_agree_with_the_documents(tmp_path: Path) -> None:
     embedder = Embedder(EmbeddingConfig(cache_dir=tmp_path)).warm_up(queries=True)
     assert (embedder.backend, embedder.query_backend) == ("onnx", "onnx-int8")
