@@ -3,9 +3,10 @@
 The driver (this process) walks the paths, as a local ingest does, and hands the files to a Ray
 Data pipeline:
 
-1. ``map_batches`` over :func:`parse_files`, CPU tasks: each loads its files with the same
-   loaders as a local ingest, adds ``--metadata``, redacts, and hashes; a document whose hash
-   equals its active version's is marked unchanged (it is not chunked or embedded again);
+1. :func:`parse_files` loads each batch's files with the same loaders as a local ingest, adds
+   ``--metadata``, redacts, and hashes; a document whose hash equals its active version's is
+   marked unchanged (it is not chunked or embedded again). It runs inside the embedding actors
+   when they use no GPU (``RAG_RAY__PARSE_IN_ACTORS``), else as ``map_batches`` CPU tasks;
 2. ``map_batches`` over :class:`EmbedChunks`, an actor pool: each actor loads the embedder once,
    chunks the batch's changed documents with its tokenizer and embeds their chunks in one call,
    on a GPU when the cluster has them (the parse tasks load no model);
@@ -105,12 +106,17 @@ def parse_files(
 
 
 class EmbedChunks:
-    """One actor of the embedding pool: loads the embedder once, chunks and embeds a batch in one call."""
+    """One actor of the embedding pool: loads the embedder once, chunks and embeds a batch in one call.
 
-    def __init__(self, embedding_json: str, chunking_json: str) -> None:
+    With ``parse`` (the keyword arguments of :func:`parse_files`), the actor parses its batch of files first,
+    so that no separate parse workers run beside it (``RAG_RAY__PARSE_IN_ACTORS``).
+    """
+
+    def __init__(self, embedding_json: str, chunking_json: str, parse: Mapping[str, Any] | None = None) -> None:
         self.embedder = Embedder(EmbeddingConfig.model_validate_json(embedding_json)).warm_up()
         config = ChunkingConfig.model_validate_json(chunking_json)
         self.chunker = Chunker(config, self.embedder.tokenizer, self.embedder.max_seq_length)
+        self.parse = dict(parse) if parse is not None else None
 
     def _chunked(self, entry: tuple[Any, ...]) -> tuple[Any, ...]:
         """A parsed entry with the document's chunks in place of its "changed" flag (None: unchanged)."""
@@ -120,6 +126,8 @@ class EmbedChunks:
         return kind, doc, counts, self.chunker.chunk(doc) if changed else None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.parse is not None:
+            batch = parse_files(batch, **self.parse)
         files = [[self._chunked(e) for e in pickle.loads(blob)] for blob in batch["blob"]]
         docs = [e for entries in files for e in entries if e[0] == "doc" and e[3]]
         texts = [embedding_text(e[1].title, c.text) for e in docs for c in e[3]]
@@ -217,20 +225,20 @@ class RayIngestor(Ingestor):
         active = {d.external_id: d.sha256 for d in self.store.documents(self.info.id)}
         per_batch = conf.files_per_batch
         ds = data.from_items([{"path": p} for p in paths], override_num_blocks=max(1, len(paths) // per_batch))
-        ds = ds.map_batches(
-            parse_files,
-            batch_size=per_batch,
-            num_cpus=conf.parse_cpus,
-            max_retries=3,
-            fn_kwargs={
-                "settings_key": self.settings_key,
-                "max_file_bytes": self.settings.ingest.max_file_bytes,
-                "redact": list(self.redactor.kinds),
-                "phone_region": self.settings.privacy.phone_region,
-                "metadata": dict(metadata),
-                "active": ray.put(active),
-            },
-        )
+        parse = {
+            "settings_key": self.settings_key,
+            "max_file_bytes": self.settings.ingest.max_file_bytes,
+            "redact": list(self.redactor.kinds),
+            "phone_region": self.settings.privacy.phone_region,
+            "metadata": dict(metadata),
+            "active": ray.put(active),
+        }
+        # CPU actors parse their own files unless told otherwise: a parse worker beside them costs a Ray
+        # worker's start (about 2.8 CPU-seconds) on the same cores; GPU actors leave parsing to CPU tasks.
+        in_actors = conf.parse_in_actors if conf.parse_in_actors is not None else gpus == 0
+        if not in_actors:
+            ds = ds.map_batches(parse_files, batch_size=per_batch, num_cpus=conf.parse_cpus, max_retries=3,
+                                fn_kwargs=parse)
         ds = ds.map_batches(
             EmbedChunks,
             batch_size=per_batch,
@@ -242,6 +250,7 @@ class RayIngestor(Ingestor):
             fn_constructor_kwargs={
                 "embedding_json": embedding.model_dump_json(),
                 "chunking_json": self.settings.chunking.model_dump_json(),
+                "parse": parse if in_actors else None,
             },
         )
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2):

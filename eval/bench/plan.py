@@ -44,6 +44,7 @@ class BenchPlan:
         scale_shards: shards of the sharded collection.
         scale_queries: queries timed on both.
         scale_ingest_docs: documents ingested per configuration (0: no ingest part).
+        scale_ingest_rounds: interleaved rounds of the ingest configurations (their medians are reported).
     """
 
     sizes: tuple[int, ...] = (10_000, 100_000)
@@ -65,6 +66,7 @@ class BenchPlan:
     scale_shards: int = 4
     scale_queries: int = 200
     scale_ingest_docs: int = 400
+    scale_ingest_rounds: int = 3
 
     @classmethod
     def full(cls) -> BenchPlan:

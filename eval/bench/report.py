@@ -270,10 +270,17 @@ def scale_lines(scale: ScaleResult | None) -> list[str]:
                       "small ingest in the same configuration. The local ingest embeds with every core; "
                       f"`1x{ing.cores}cpu` (one actor reserving every core) is the same-cores comparison, "
                       f"`{ing.cores}x1cpu` one single-threaded actor per core. Overhead: {OVERHEAD_DEFINITION}.", ""]
+            rounds = max((len(r.rounds_warm) for r in ing.runs), default=0)
+            if rounds > 1:
+                lines += [f"The configurations ran in {rounds} interleaved rounds; each row is the round with the median "
+                          "warm rate, and *chunks/s with actor start* is the median of its own; every round's warm "
+                          "rate is in the last column. Each ratio is the median over the rounds of Ray's rate over "
+                          "the local rate of the same round.", ""]
             rows = [[r.name, r.chunks, r.seconds, _fmt(r.chunks_per_s), r.small_chunks, r.small_seconds,
-                     _fmt(r.warm_chunks_per_s), r.error or ""] for r in ing.runs]
+                     _fmt(r.warm_chunks_per_s), " / ".join(_fmt(v) for v in r.rounds_warm), r.error or ""]
+                    for r in ing.runs]
             lines += _table(["run", "chunks", "seconds", "chunks/s with actor start", "small chunks", "small s",
-                             "warm chunks/s", "error"], rows)
+                             "warm chunks/s", "warm chunks/s per round", "error"], rows)
             lines += _table(["ratio", "value"], [[k, _fmt(v)] for k, v in ing.ratios().items()])
     if scale.search_error is not None:
         lines += [f"Sharded search failed: {scale.search_error}", ""]

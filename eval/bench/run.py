@@ -171,7 +171,8 @@ def run_bench(
             say(f"scale: Ray ingest against local, {plan.scale_chunks} chunks in 1 and {plan.scale_shards} shards")
             scale = measure_scale(settings, base, queries, searcher, work, dataset=plan.dataset,
                                   ingest_docs=plan.scale_ingest_docs, chunks=plan.scale_chunks,
-                                  shards=plan.scale_shards, n_queries=plan.scale_queries, cores=machine.cores, say=say)
+                                  shards=plan.scale_shards, n_queries=plan.scale_queries, cores=machine.cores,
+                                  ingest_rounds=plan.scale_ingest_rounds, say=say)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report = BenchReport(mode, machine, started, _corpus_info(settings, plan, base, embedder), config,

@@ -5,12 +5,17 @@ split it into batches) is ingested into a fresh data dir per run through ``rag i
 (``eval`` may not import ``indexer``): locally, then with ``--engine ray`` and a pool of 1 actor
 holding every core (the same cores as the local ingest, whose embedder uses them all), then with
 one actor per core of 1 CPU each. One Ray cluster with ``cores`` CPUs is started once, in a
-child process, before the timed runs, and an untimed Ray ingest of a few files warms it. Each
-ingest is a new Ray job, so its actors start inside the timed ingest: the reported
-``chunks_per_s`` includes actor start-up. ``warm_chunks_per_s`` is the marginal rate between a
-small ingest and the full one in the same configuration, ``(chunks - small_chunks) /
-(seconds - small_seconds)``, which removes what every ingest pays once (actor start and model
-load for Ray, model load for local). ``overhead = 1 - warm ray(1 actor) / warm local``.
+child process, before the timed runs (the local ingests run beside it idle, as the Ray ones do),
+and an untimed Ray ingest of a few files warms it. Each ingest is a new Ray job, so its actors
+start inside the timed ingest: the reported ``chunks_per_s`` includes actor start-up.
+``warm_chunks_per_s`` is the marginal rate between a small ingest and the full one in the same
+configuration, ``(chunks - small_chunks) / (seconds - small_seconds)``, which removes what every
+ingest pays once (actor start and model load for Ray, model load for local).
+``overhead = 1 - warm ray(1 actor) / warm local``. The configurations run in ``rounds``
+interleaved rounds (local, Ray 1 actor, Ray N actors, then again): each run's figures are those of
+its median round, and each ratio is the median of the rounds' own ratios (Ray against the local
+ingest of the same round), since on a shared 2-core machine one ingest's rate moves by 10 % from
+run to run and the load drifts over minutes.
 
 Search. One level of ``chunks`` chunks (cached vectors, no embedding) is bulk-loaded by
 :class:`~rag.index.writer.CollectionWriter` into a collection of 1 shard and one of ``shards``
@@ -31,7 +36,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +72,10 @@ HEAD_TIMEOUT_S = 180
 SMALL_DOCS = 5
 STAGES = ("bm25", "dense", "hybrid")
 OVERHEAD_DEFINITION = ("1 - warm chunks/s of Ray with 1 actor holding every core / warm chunks/s of the local ingest; "
-                       "warm = (chunks - small_chunks) / (seconds - small_seconds)")
+                       "warm = (chunks - small_chunks) / (seconds - small_seconds); with interleaved rounds, the "
+                       "median over rounds of Ray's rate / the same round's local rate")
+ROUNDS = 3
+"""Interleaved rounds of every ingest configuration (the figures are their medians)."""
 
 # The cluster's head: a child process, so the bench process itself never joins Ray.
 _HEAD = """
@@ -101,6 +109,8 @@ class IngestRun:
         wall_s_with_startup: wall time of the full ingest's subprocess.
         stages_s: seconds per stage of the full ingest.
         error: why this configuration has no figures.
+        rounds_warm / rounds_with_start: ``warm_chunks_per_s`` / ``chunks_per_s`` of each round; the
+            fields above are of the round whose warm rate is the median (the lower middle of an even count).
     """
 
     name: str
@@ -117,15 +127,21 @@ class IngestRun:
     wall_s_with_startup: float = 0.0
     stages_s: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    rounds_warm: tuple[float | None, ...] = ()
+    rounds_with_start: tuple[float | None, ...] = ()
 
     def to_json(self) -> JsonDict:
         """One entry of ``scale.ingest.runs``."""
-        return dict(self.__dict__, stages_s=dict(self.stages_s))
+        return dict(self.__dict__, stages_s=dict(self.stages_s), rounds_warm=list(self.rounds_warm),
+                    rounds_with_start=list(self.rounds_with_start))
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> IngestRun:
         """The inverse of :meth:`to_json`."""
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        for k in ("rounds_warm", "rounds_with_start"):
+            fields[k] = tuple(fields.get(k, ()))
+        return cls(**fields)
 
 
 @dataclass(frozen=True)
@@ -143,18 +159,23 @@ class ScaleIngest:
         return next((r for r in self.runs if r.name == name), None)
 
     def ratios(self) -> dict[str, float | None]:
-        """Ray / local chunks/s per Ray run (warm and with actor start), and the overhead."""
+        """Ray / local chunks/s per Ray run (warm and with actor start), and the overhead.
+
+        With several rounds, each ratio is the median over the rounds of that round's Ray rate over the same
+        round's local rate (the two ran minutes apart, not a whole round apart), so it need not equal the
+        ratio of the runs' median rates.
+        """
         local = self.run("local")
         out: dict[str, float | None] = {}
         for r in self.runs:
             if r.engine != "ray":
                 continue
-            out[f"{r.name} / local (warm)"] = _div(r.warm_chunks_per_s, local.warm_chunks_per_s if local else None)
-            out[f"{r.name} / local (with actor start)"] = _div(r.chunks_per_s, local.chunks_per_s if local else None)
+            out[f"{r.name} / local (warm)"] = _paired(r, local, warm=True)
+            out[f"{r.name} / local (with actor start)"] = _paired(r, local, warm=False)
         same = next((r for r in self.runs if r.engine == "ray" and r.embed_actors == 1), None)
-        warm = _div(same.warm_chunks_per_s if same else None, local.warm_chunks_per_s if local else None)
+        warm = _paired(same, local, warm=True)
         out["overhead (1 actor, same cores, warm)"] = round(1 - warm, 4) if warm is not None else None
-        cold = _div(same.chunks_per_s if same else None, local.chunks_per_s if local else None)
+        cold = _paired(same, local, warm=False)
         out["overhead (1 actor, same cores, with actor start)"] = round(1 - cold, 4) if cold is not None else None
         return out
 
@@ -177,6 +198,17 @@ class ScaleIngest:
 
 def _div(a: float | None, b: float | None) -> float | None:
     return round(a / b, 4) if a is not None and b else None
+
+
+def _paired(ray: IngestRun | None, local: IngestRun | None, *, warm: bool) -> float | None:
+    """The median over rounds of ``ray``'s rate / ``local``'s in the same round (one round: the plain ratio)."""
+    if ray is None or local is None:
+        return None
+    a = ray.rounds_warm if warm else ray.rounds_with_start
+    b = local.rounds_warm if warm else local.rounds_with_start
+    if len(a) > 1 and len(a) == len(b):
+        return _median([_div(x, y) for x, y in zip(a, b)])
+    return _div(ray.warm_chunks_per_s if warm else ray.chunks_per_s, local.warm_chunks_per_s if warm else local.chunks_per_s)
 
 
 @dataclass(frozen=True)
@@ -342,40 +374,62 @@ def _measure_run(name: str, corpus: Path, small: Path, work: Path, models: Path 
                      {k: round(float(v), 3) for k, v in rep.get("timings_s", {}).items()})
 
 
+def _median_run(rounds: list[IngestRun]) -> IngestRun:
+    """The round whose warm rate is the median, with every round's rates; an error when any round failed."""
+    failed = next((r for r in rounds if r.error is not None), None)
+    if failed is not None:
+        return failed
+    ordered = sorted(rounds, key=lambda r: r.warm_chunks_per_s or 0.0)
+    middle = ordered[(len(ordered) - 1) // 2]
+    return replace(middle, chunks_per_s=_median([r.chunks_per_s for r in rounds]),
+                   rounds_warm=tuple(r.warm_chunks_per_s for r in rounds),
+                   rounds_with_start=tuple(r.chunks_per_s for r in rounds))
+
+
+def _median(values: list[float | None]) -> float | None:
+    known = sorted(v for v in values if v is not None)
+    return known[(len(known) - 1) // 2] if known else None
+
+
 def measure_scale_ingest(dataset: Path | None, n_docs: int, work: Path, cores: int, models: Path | None = None,
-                         say: Say = lambda m: None) -> ScaleIngest:
+                         say: Say = lambda m: None, rounds: int = ROUNDS) -> ScaleIngest:
     """Local, Ray 1 actor x ``cores`` CPUs and Ray ``cores`` actors x 1 CPU on the same corpus (see the module)."""
     missing = ray_missing()
     if missing is not None:
         return ScaleIngest(skipped=missing)
     corpus = write_corpus(dataset, n_docs, work / "corpus")
     small = write_corpus(dataset, min(SMALL_DOCS, n_docs), work / "corpus-small")
-    say(f"scale: local ingest of {n_docs} documents")
-    runs = [_measure_run("local", corpus, small, work / "local", models, {}, None, None, None)]
-    configs = [(f"ray 1x{cores}cpu", 1, float(cores))]
+    configs: list[tuple[str, int | None, float | None]] = [("local", None, None), (f"ray 1x{cores}cpu", 1, float(cores))]
     if cores > 1:
         configs.append((f"ray {cores}x1cpu", cores, 1.0))
     say(f"scale: starting a {cores}-CPU Ray cluster")
     try:
         head = RayHead(cores).__enter__()
     except (RuntimeError, OSError) as exc:
+        local = _measure_run("local", corpus, small, work / "local", models, {}, None, None, None)
         failed = [IngestRun(name, "ray", actors, cpus, error=f"the Ray cluster did not start: {failure(exc)}")
-                  for name, actors, cpus in configs]
-        return ScaleIngest((*runs, *failed), cores)
+                  for name, actors, cpus in configs[1:]]
+        return ScaleIngest((local, *failed), cores)
+    measured: dict[str, list[IngestRun]] = {name: [] for name, _a, _c in configs}
     try:
         t = time.perf_counter()
         warm_env = {**head.env(), "RAG_RAY__EMBED_ACTORS": "1", "RAG_RAY__ACTOR_CPUS": str(float(cores))}
         with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired, ValueError):
             _ingest(small, work / "warm", models, warm_env, head.address)  # untimed warm-up
         warmup = round(time.perf_counter() - t, 2)
-        for name, actors, cpus in configs:
-            say(f"scale: {name} ingest of {n_docs} documents")
-            env = {**head.env(), "RAG_RAY__EMBED_ACTORS": str(actors), "RAG_RAY__ACTOR_CPUS": str(cpus)}
-            runs.append(_measure_run(name, corpus, small, work / name.replace(" ", "-"), models, env, head.address,
-                                     actors, cpus))
+        for round_no in range(1, max(1, rounds) + 1):
+            for name, actors, cpus in configs:
+                say(f"scale: {name} ingest of {n_docs} documents, round {round_no} of {rounds}")
+                env: dict[str, str] = {}
+                address = None
+                if actors is not None:
+                    env = {**head.env(), "RAG_RAY__EMBED_ACTORS": str(actors), "RAG_RAY__ACTOR_CPUS": str(cpus)}
+                    address = head.address
+                measured[name].append(_measure_run(name, corpus, small, work / name.replace(" ", "-"), models, env,
+                                                   address, actors, cpus))
     finally:
         head.__exit__(None, None, None)
-    return ScaleIngest(tuple(runs), cores, head.start_s, warmup)
+    return ScaleIngest(tuple(_median_run(measured[name]) for name, _a, _c in configs), cores, head.start_s, warmup)
 
 
 # ------------------------------------------------------------------------------ search
@@ -465,13 +519,13 @@ def _dense_kind(reader: CollectionReader) -> str:
 
 def measure_scale(settings: Settings, base: BaseCorpus, queries: QuerySet, embedder: Embedder, work: Path, *,
                   dataset: Path | None, ingest_docs: int, chunks: int, shards: int, n_queries: int, cores: int,
-                  say: Say = lambda m: None) -> ScaleResult:
+                  ingest_rounds: int = ROUNDS, say: Say = lambda m: None) -> ScaleResult:
     """The ``scale`` stage: :func:`measure_scale_ingest` (when ``ingest_docs``) and :func:`measure_sharded_search`."""
     t = time.perf_counter()
     ingest = None
     if ingest_docs:
         ingest = measure_scale_ingest(dataset, ingest_docs, work / "scale-ingest", cores,
-                                      settings.embedding.cache_dir, say)
+                                      settings.embedding.cache_dir, say, ingest_rounds)
     search, error = None, None
     if chunks:
         try:

@@ -72,8 +72,12 @@ def _same(a: dict, b: dict) -> None:
         assert float(np.min(np.sum(va * vb, axis=1))) >= 0.9999, ext
 
 
-def test_ray_ingest_matches_a_local_one(cluster, make_settings, embedder, tmp_path: Path) -> None:  # noqa: ANN001
-    settings = make_settings(f"sqlite:///{tmp_path / 'rag.db'}", ray={"embed_actors": 2, "files_per_batch": 4})
+@pytest.mark.parametrize("parse_in_actors", [None, False], ids=["parsed-in-actors", "parse-tasks"])
+def test_ray_ingest_matches_a_local_one(cluster, make_settings, embedder, tmp_path: Path,  # noqa: ANN001
+                                        parse_in_actors: bool | None) -> None:
+    # unset: the CPU actors parse their own files; False: parse tasks feed them, as for GPU actors
+    settings = make_settings(f"sqlite:///{tmp_path / 'rag.db'}",
+                             ray={"embed_actors": 2, "files_per_batch": 4, "parse_in_actors": parse_in_actors})
     store = Store(settings.sqlalchemy_url)
     corpus = _corpus(tmp_path / "corpus", 14)
     local = Ingestor(settings, store, embedder, "local").ingest([corpus])
