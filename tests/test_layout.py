@@ -13,11 +13,26 @@ REPO = Path(__file__).resolve().parents[1]
 FRONTS = ("api", "indexer", "eval")
 
 
+def parse(source: str, filename: str = "<unknown>") -> ast.Module:
+    """``ast.parse``, tried again on CPython 3.11's ``SystemError: AST constructor recursion depth mismatch``.
+
+    Python 3.11 keeps the AST converter's recursion depth per interpreter, not per thread, so a parse in
+    another thread at the same moment (Ray's driver threads live on in this process once a Ray test ran)
+    can fail this one spuriously. A second try sees the same source; a real syntax error still raises.
+    """
+    for _attempt in range(2):
+        try:
+            return ast.parse(source, filename)
+        except SystemError:
+            continue
+    return ast.parse(source, filename)
+
+
 def imported_packages(package: str) -> dict[str, set[str]]:
     """For each module file of a package, the top-level packages it imports."""
     out: dict[str, set[str]] = {}
     for path in (REPO / package).rglob("*.py"):
-        tree = ast.parse(path.read_text(), str(path))
+        tree = parse(path.read_text(), str(path))
         names: set[str] = set()
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
@@ -43,7 +58,7 @@ STAGE_MAY_IMPORT = {"types", "config", "errors", "interfaces", "models", "onnx_e
 
 
 def _rag_imports(path: Path) -> list[str]:
-    tree = ast.parse(path.read_text())
+    tree = parse(path.read_text())
     return [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module and n.module.startswith("rag.")]
 
 
@@ -84,7 +99,7 @@ def test_only_the_writer_writes_index_files_or_activates_documents() -> None:
             rel = str(path.relative_to(REPO))
             if rel in _WRITERS:
                 continue
-            tree = ast.parse(path.read_text())
+            tree = parse(path.read_text())
             exempt = {
                 id(n) for f in ast.walk(tree)
                 if isinstance(f, ast.FunctionDef) and (rel, f.name) in _EXEMPT_FUNCTIONS for n in ast.walk(f)
@@ -103,7 +118,7 @@ def test_only_the_writer_writes_index_files_or_activates_documents() -> None:
 def test_api_routes_import_only_the_service_layer_and_schemas() -> None:
     allowed = ("api.deps", "api.schemas", "api.serving", "api.routes")
     for path in (REPO / "api" / "routes").glob("*.py"):
-        tree = ast.parse(path.read_text())
+        tree = parse(path.read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 top = node.module.split(".")[0]
@@ -119,7 +134,7 @@ def test_layout_check_catches_a_writer_outside_the_writer(tmp_path: Path) -> Non
     code = "def f(store, idx):\n    store.activate([])\n    idx.dense.save()\n"
     calls = [
         (n.func.attr, _receiver(n.func.value))
-        for n in ast.walk(ast.parse(code))
+        for n in ast.walk(parse(code))
         if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
     ]
     assert ("activate", "store") in calls and ("save", "idx.dense") in calls
