@@ -18,7 +18,7 @@ def parse(source: str, filename: str = "<unknown>") -> ast.Module:
 
     Python 3.11 keeps the AST converter's recursion depth per interpreter, not per thread, so a parse in
     another thread at the same moment (Ray's driver threads live on in this process once a Ray test ran)
-    can fail this one spuriously. A second try sees the same source; a real syntax error still raises.
+    can fail this one spuriously. Two more tries see the same source; a real syntax error still raises.
     """
     for _attempt in range(2):
         try:

@@ -103,7 +103,7 @@ class IngestRun:
         embed_actors: actors in the pool (None: local).
         actor_cpus: CPUs (and embedding threads) per actor (None: local).
         documents / chunks / seconds: the full ingest, as ``rag ingest --json`` reported it.
-        chunks_per_s: ``chunks / seconds``, actor start-up included for Ray.
+        chunks_per_s: ``chunks / seconds``, actor start-up included for Ray (with rounds: the median over them).
         small_chunks / small_seconds: the small ingest.
         warm_chunks_per_s: the marginal rate (see the module).
         wall_s_with_startup: wall time of the full ingest's subprocess.
@@ -163,7 +163,7 @@ class ScaleIngest:
 
         With several rounds, each ratio is the median over the rounds of that round's Ray rate over the same
         round's local rate (the two ran minutes apart, not a whole round apart), so it need not equal the
-        ratio of the runs' median rates.
+        ratio of the runs' median rates; an even count takes the lower middle.
         """
         local = self.run("local")
         out: dict[str, float | None] = {}
@@ -379,7 +379,8 @@ def _median_run(rounds: list[IngestRun]) -> IngestRun:
     failed = next((r for r in rounds if r.error is not None), None)
     if failed is not None:
         return failed
-    ordered = sorted(rounds, key=lambda r: r.warm_chunks_per_s or 0.0)
+    measured = [r for r in rounds if r.warm_chunks_per_s is not None] or rounds
+    ordered = sorted(measured, key=lambda r: r.warm_chunks_per_s or 0.0)
     middle = ordered[(len(ordered) - 1) // 2]
     return replace(middle, chunks_per_s=_median([r.chunks_per_s for r in rounds]),
                    rounds_warm=tuple(r.warm_chunks_per_s for r in rounds),

@@ -74,7 +74,9 @@ class Embedder:
                     from rag.embedding.onnx import session_split
 
                     sessions, threads = session_split(self.config.threads or cpu_count(), self.config.sessions)
-                    loaded = self._load_onnx(model, self.config.backend, "RAG_EMBEDDING__BACKEND", threads=threads)
+                    # its own tokenizer: the chunker and token counting call the model's from other threads
+                    loaded = self._load_onnx(model, self.config.backend, "RAG_EMBEDDING__BACKEND",
+                                             copy.deepcopy(model.tokenizer), threads=threads)
                     if loaded is not None:
                         self._onnx, cosine = loaded
                         self.backend, self.onnx_cosine = self.config.backend, round(cosine, 5)

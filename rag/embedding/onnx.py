@@ -213,6 +213,7 @@ class EncoderPool:
         for encoder in encoders:
             self._free.put(encoder)
         self._threads = ThreadPoolExecutor(len(encoders), thread_name_prefix="rag-embed")
+        self._closed = False
 
     def run(self, texts: list[str]) -> np.ndarray:
         """One batch on the first free session (:meth:`OnnxEncoder.run`)."""
@@ -224,20 +225,21 @@ class EncoderPool:
 
     def run_batches(self, batches: list[list[str]]) -> list[np.ndarray]:
         """Each batch's vectors, in order, the batches spread over the sessions."""
-        if len(batches) <= 1:
+        if len(batches) <= 1 or self._closed:
             return [self.run(b) for b in batches]
         return list(self._threads.map(self.run, batches))
 
     def close(self) -> None:
-        """Stop the pool's threads."""
+        """Stop the pool's threads; later calls still embed, one batch after another."""
+        self._closed = True
         self._threads.shutdown(wait=False)
 
 
 def session_split(threads: int, sessions: int) -> tuple[int, int]:
     """``(sessions, threads per session)`` for ``threads`` CPU threads and the ``sessions`` setting (0: auto).
 
-    Auto gives one session per thread up to 8 (each holds its own copy of the model), and the threads
-    beyond that to the sessions' intra-op pools.
+    Auto gives one session per thread up to 8 (each holds its own copy of the model); beyond that each
+    session gets ``threads // sessions`` intra-op threads (the remainder is left unused).
 
     Example:
         >>> session_split(2, 0), session_split(16, 0), session_split(4, 1)

@@ -217,7 +217,9 @@ def test_sessions_side_by_side_give_the_vectors_of_one_session(tmp_path: Path) -
     assert errors == []
     assert len(results) == 15 and all(np.allclose(r, expected, atol=1e-5) for r in results)
     assert np.allclose(three.embed_query(TEXTS[0]), one.embed_query(TEXTS[0]), atol=1e-5)
+    assert all(e._tokenizer is not three.tokenizer for e in encoders)  # none shares the chunker's tokenizer
     three.close()
+    assert np.allclose(three.embed_documents(texts), expected, atol=1e-5)  # still embeds, one batch at a time
 
 
 def test_a_serving_embedder_keeps_one_session(tmp_path: Path) -> None:
