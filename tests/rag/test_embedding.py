@@ -166,28 +166,35 @@ def test_small_token_batches_give_the_vectors_of_one_batch(tmp_path: Path, backe
     assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
 
 
+def _embed_in_threads(embedder: Embedder, texts: list[str], threads: int, times: int) -> list[np.ndarray]:
+    """``embedder.embed_documents(texts)`` ``times`` times in each of ``threads`` threads at once; raises what any raised."""
+    errors: list[BaseException] = []
+    results: list[np.ndarray] = []
+
+    def work() -> None:
+        try:
+            for _ in range(times):
+                results.append(embedder.embed_documents(texts))
+        except BaseException as exc:  # noqa: BLE001 - raised below, in the test's thread
+            errors.append(exc)
+
+    running = [threading.Thread(target=work) for _ in range(threads)]
+    for t in running:
+        t.start()
+    for t in running:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
 def test_concurrent_batches_on_torch_each_get_their_own_vectors(tmp_path: Path) -> None:
     # The length pass and sentence-transformers both tokenize, with different padding settings; the length
     # pass uses a copy of the tokenizer so that the two never change one tokenizer's state under each other
     # (a race this test does not reproduce on demand: it checks that concurrent batches stay correct).
     embedder = Embedder(EmbeddingConfig(backend="torch", cache_dir=tmp_path, batch_tokens=64)).warm_up()
     expected = embedder.embed_documents(TEXTS)
-    errors: list[BaseException] = []
-    results: list[np.ndarray] = []
-
-    def work() -> None:
-        try:
-            for _ in range(10):
-                results.append(embedder.embed_documents(TEXTS))
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    results = _embed_in_threads(embedder, TEXTS, threads=4, times=10)
     assert len(results) == 40 and all(np.allclose(r, expected, atol=1e-5) for r in results)
 
 
@@ -199,22 +206,7 @@ def test_sessions_side_by_side_give_the_vectors_of_one_session(tmp_path: Path) -
     encoders = three._pool.encoders
     assert len(encoders) == 3 and len({id(e._tokenizer) for e in encoders}) == 3  # a tokenizer each
     expected = one.embed_documents(texts)
-    errors: list[BaseException] = []
-    results: list[np.ndarray] = []
-
-    def work() -> None:  # several callers share the pool's sessions
-        try:
-            for _ in range(5):
-                results.append(three.embed_documents(texts))
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    results = _embed_in_threads(three, texts, threads=3, times=5)  # several callers share the pool's sessions
     assert len(results) == 15 and all(np.allclose(r, expected, atol=1e-5) for r in results)
     assert np.allclose(three.embed_query(TEXTS[0]), one.embed_query(TEXTS[0]), atol=1e-5)
     assert all(e._tokenizer is not three.tokenizer for e in encoders)  # none shares the chunker's tokenizer
