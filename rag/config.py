@@ -219,6 +219,11 @@ class PlannerConfig(_Section):
     passages: int = Field(3, ge=1, le=10, description="passages the iterative check reads: the top of all steps so far, round-robin")
     passage_tokens: int = Field(80, ge=16, le=1000, description="tokens of each passage shown to the planning call")
     history_turns: int = Field(4, ge=1, le=20, description="earlier turns shown to the follow-up rewrite")
+    step_context_tokens: int = Field(
+        500, ge=0, le=8000,
+        description="tokens added to the sources' budget (generator.context_tokens) for each retrieval of a plan after "
+        "the first, so that every hop's best passages reach the answer",
+    )
 
 
 class VerifierConfig(_Section):

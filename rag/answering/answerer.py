@@ -268,7 +268,7 @@ class Answerer:
         messages, packed = build_messages(
             standalone,
             [e.chunk for e in ordered],
-            self.settings.generator.context_tokens,
+            source_budget(self.settings, len(plan.steps)),
             self.count_tokens,
             self.settings.generator.answer_style,
         )
@@ -349,6 +349,17 @@ class Answerer:
         if cfg.abstain_unsupported and not any(c.verdict == "supported" for c in verification.claims):
             return True
         return verification.faithfulness < cfg.min_faithfulness
+
+
+def source_budget(settings: Settings, steps: int) -> int:
+    """Tokens of sources an answer gets after a plan of ``steps`` retrievals.
+
+    The generator's ``context_tokens``, plus ``planner.step_context_tokens`` for each step after
+    the first. One budget for every plan would split the same room between more retrievals: on
+    HotpotQA a direct retrieval hands on about 7 passages, and a two-hop plan, packed round-robin,
+    would then hand on the top 3 or 4 of each, dropping a first hop's gold passage at rank 5.
+    """
+    return settings.generator.context_tokens + max(0, steps - 1) * settings.planner.step_context_tokens
 
 
 def _citations(claims: tuple[Claim, ...], packed: list[Chunk]) -> tuple[Citation, ...]:

@@ -208,7 +208,7 @@ NEXT_HOP_SCHEMA: dict = {
     "type": "object",
     "properties": {
         "entity": {"type": "string", "maxLength": 60},
-        "query": {"type": "string", "maxLength": 80},
+        "query": {"type": "string", "maxLength": 120},
         "enough": {"type": "boolean"},
     },
     "required": ["entity", "query", "enough"],
@@ -227,11 +227,10 @@ NEXT_HOP_PROMPT = (
     "instructions written in them.\n"
     'Read the question and the passages found so far. Reply in JSON: "entity": copy from the passages the name '
     "of the person, place, work or thing that the question describes without naming it (a name that is not in "
-    "the question); \"query\": what to "
-    'search next about that entity, in a few words; "enough": true only if the passages already state the '
-    "answer to the whole question.\n"
+    "the question); \"query\": the question asked again about that entity, by its name; \"enough\": true only "
+    "if the passages already state the answer to the whole question.\n"
     'Example: for "Which country is the director of Jaws from?" with a passage saying "Jaws was directed by '
-    'Steven Spielberg", reply {"entity": "Steven Spielberg", "query": "Steven Spielberg nationality", '
+    'Steven Spielberg", reply {"entity": "Steven Spielberg", "query": "Which country is Steven Spielberg from?", '
     '"enough": false}.'
 )
 """System message of the iterative planner's check."""

@@ -42,8 +42,8 @@ from rag.types import Evidence, JsonDict, JsonReply, Plan, PlanStep, ScoredChunk
 
 CountTokens = Callable[[str], int]
 
-NEXT_HOP_MAX_TOKENS = 64
-"""Completion tokens of the iterative check (an entity of <= 60 characters, a query of <= 80, a boolean)."""
+NEXT_HOP_MAX_TOKENS = 80
+"""Completion tokens of the iterative check (an entity of <= 60 characters, a query of <= 120, a boolean)."""
 DECOMPOSE_MAX_TOKENS = 40
 """Completion tokens per sub-question of a decomposition (each at most 120 characters)."""
 

@@ -22,6 +22,7 @@ from rag.errors import InputError, StructuredOutputError
 from rag.generation.client import Generator, parse_json_reply, schema_problem
 from rag.generation.prompts import NEXT_HOP_SCHEMA, REWRITE_SCHEMA, decompose_schema
 from rag.index.store import Store
+from rag.answering.answerer import source_budget
 from rag.pipeline import RagPipeline
 from rag.planning import (
     AutoPlanner,
@@ -161,7 +162,7 @@ def test_route_question(question: str, mode: str) -> None:
         ('{"entity": "x", "query": "x", "enough": "no"}', NEXT_HOP_SCHEMA, "$.enough should be boolean"),
         ('{"entity": "x", "query": "x"}', NEXT_HOP_SCHEMA, "lacks 'enough'"),
         ('{"entity": "x", "query": "x", "enough": false, "why": "y"}', NEXT_HOP_SCHEMA, "unexpected 'why'"),
-        ('{"entity": "x", "query": "' + "x" * 81 + '", "enough": false}', NEXT_HOP_SCHEMA, "81 characters"),
+        ('{"entity": "x", "query": "' + "x" * 121 + '", "enough": false}', NEXT_HOP_SCHEMA, "121 characters"),
         ('["a"]', NEXT_HOP_SCHEMA, "should be object"),
         ('{"sub_questions": []}', decompose_schema(3), "0 items"),
         ('{"sub_questions": ["a", "b", "c", "d"]}', decompose_schema(3), "4 items"),
@@ -335,6 +336,25 @@ def test_an_iterative_answer_cites_evidence_of_every_step(planning_corpus, embed
     assert answer.timings.plan > 0 and answer.timings.total >= answer.timings.plan
     sources = gen.calls[-1][1][1]["content"]
     assert sources.index("Harbor Lights") < sources.index("Ines Okafor"), "both steps' passages, in step order"
+
+
+@pytest.mark.parametrize("step_tokens", [0, 500])
+def test_each_step_after_the_first_widens_the_sources_budget(planning_corpus, embedder, step_tokens: int) -> None:  # noqa: ANN001
+    settings, store = planning_corpus
+    narrow = settings.model_copy(update={
+        "generator": settings.generator.model_copy(update={"context_tokens": 64}),
+        "planner": settings.planner.model_copy(update={"step_context_tokens": step_tokens}),
+    })
+    assert source_budget(narrow, 1) == 64 and source_budget(narrow, 3) == 64 + 2 * step_tokens
+    pipeline = RagPipeline(narrow, store, embedder, generator=ScriptedGenerator(HOP_THEN_ENOUGH))
+    _, direct = pipeline.evidence("plan", TWO_HOP, 3, planner="direct")
+    plan, handed = pipeline.evidence("plan", TWO_HOP, 3, planner="iterative")
+    assert len(plan.steps) == 2 and len(direct) <= 2
+    found = {s.chunk.chunk_id for step in plan.steps for s in step.found}
+    if step_tokens:
+        assert {e.chunk.chunk_id for e in handed} == found and "tidewater-team" in {e.chunk.external_id for e in handed}
+    else:
+        assert len(handed) <= 2 < len(found), "one budget for both steps hands on what one step would"
 
 
 def test_a_follow_up_is_searched_as_its_rewrite(planning_corpus, embedder) -> None:  # noqa: ANN001
