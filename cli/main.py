@@ -666,7 +666,7 @@ def eval_verifier(
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="output directory (default: out/eval/<dataset>-verifier)")] = None,
     limit: Annotated[int, typer.Option(help="score only the first N items (0 = all)")] = 0,
     split: Annotated[Optional[str], typer.Option(help="SciFact only: train, dev or test part of the split by claim (default: all)")] = None,
-    compare: Annotated[str, typer.Option(help="baseline scorers run beside the configured one, comma-separated, or none")] = "hybrid",
+    compare: Annotated[str, typer.Option(help="scorers run beside the configured one, comma-separated (hybrid, baseline, model), or none")] = "baseline",
     config: ConfigOpt = None,
 ) -> None:
     """Precision, recall, F1 and AUROC of unsupported-claim detection on human labels, with latency."""

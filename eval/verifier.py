@@ -44,7 +44,7 @@ import numpy as np
 
 from eval.report import _fmt, _table, _write_json, _write_text
 from rag.config import Settings
-from rag.errors import FileError, InputError
+from rag.errors import ConfigError, FileError, InputError
 from rag.verify.claims import ClaimText, split_claims
 from rag.verify.support import Support, SupportScorer
 
@@ -59,8 +59,10 @@ PairLabel = Literal["supported", "contradicted", "no_evidence"]
 ScorerFactory = Callable[[], SupportScorer]
 """Returns a scorer with empty caches; called whenever the sources change (see the module docstring)."""
 
-SCORERS: tuple[str, ...] = ("hybrid",)
-"""Scorers :func:`scorer_factory` can build by name; ``hybrid`` is today's :class:`HybridSupportScorer`."""
+SCORERS: tuple[str, ...] = ("hybrid", "baseline", "model")
+"""Scorers :func:`scorer_factory` can build by name: ``hybrid`` is the :class:`HybridSupportScorer` the service
+uses when no model is configured; ``baseline`` the same without its contradiction checks
+(:mod:`rag.verify.checks`), as it was before them; ``model`` the learned scorer ``RAG_VERIFIER__MODEL`` names."""
 
 SPLIT_FRACTIONS: tuple[float, float, float] = (0.6, 0.2, 0.2)
 """Shares of SciFact claims in the train, dev and test parts of :func:`scifact_split`."""
@@ -426,13 +428,8 @@ def latency_summary(values_ms: Sequence[float]) -> dict[str, float | None]:
 
 
 def configured_scorer(settings: Settings) -> str:
-    """The name of the scorer the settings configure (today always ``hybrid``).
-
-    The learned support model plugs in here and in :func:`scorer_factory`: when the settings name a
-    model, return its name.
-    """
-    del settings
-    return "hybrid"
+    """The name of the scorer the settings configure: ``model`` when ``RAG_VERIFIER__MODEL`` is set, else ``hybrid``."""
+    return "model" if settings.verifier.model else "hybrid"
 
 
 def scorer_factory(settings: Settings, name: str, embedder: Embedder | None = None) -> ScorerFactory:
@@ -444,18 +441,30 @@ def scorer_factory(settings: Settings, name: str, embedder: Embedder | None = No
         embedder: a loaded embedder to share; None builds one from ``settings.embedding``.
 
     Returns:
-        A callable returning a scorer with an empty cache; the ``hybrid`` one costs nothing to build.
+        A callable returning a scorer with an empty cache; the hybrid ones cost nothing to build,
+        the learned model is loaded once and shared.
 
     Raises:
         InputError: an unknown name, listing the valid ones.
+        ConfigError: ``model`` without ``RAG_VERIFIER__MODEL``, or a bad model directory.
         ModelLoadError: a model cannot be loaded.
     """
     _check_scorer(name)
     from rag.embedding import Embedder
     from rag.verify.support import HybridSupportScorer
 
+    if name == "model":
+        from rag.verify.model import load_support_scorer
+
+        config = settings.verifier
+        if not config.model:
+            raise ConfigError("RAG_VERIFIER__MODEL", "is empty: name a directory written by rag train-verifier")
+        model = load_support_scorer(config.model, config.backend, threads=config.threads)
+        return lambda: model
     embed = (embedder or Embedder(settings.embedding)).warm_up()
-    return lambda: HybridSupportScorer(embed.embed_documents)
+    windows = settings.verifier.windows_per_claim
+    checks = name == "hybrid"
+    return lambda: HybridSupportScorer(embed.embed_documents, windows=windows, contradictions=checks)
 
 
 def _check_scorer(name: str) -> None:
@@ -483,9 +492,11 @@ def scorer_threshold(scorer: object, default: float) -> tuple[float, str]:
     A scorer's own numeric ``threshold`` attribute (fitted with the model) wins over ``default``
     (``settings.verifier.support_threshold``).
     """
-    own = getattr(scorer, "threshold", None)
-    if isinstance(own, (int, float)) and not isinstance(own, bool):
-        return float(own), "scorer.threshold"
+    from rag.verify.verifier import fitted_threshold
+
+    own = fitted_threshold(scorer)
+    if own is not None:
+        return own, "scorer.threshold"
     return default, "settings.verifier.support_threshold"
 
 

@@ -241,6 +241,16 @@ class VerifierConfig(_Section):
         3, ge=0, le=64,
         description="sentence windows embedded per claim, chosen by word overlap (0: whole sources and lexical spans only)",
     )
+    model: str = Field(
+        "",
+        description="a support model directory written by rag train-verifier (claims are then scored by it, against "
+        "the threshold fitted with it rather than support_threshold); empty: the hybrid scorer (word overlap, embeddings and the "
+        "number, name and contradiction checks)",
+    )
+    backend: Literal["auto", "torch", "onnx", "onnx-int8"] = Field(
+        "auto", description="how the support model runs; auto: its int8 ONNX export when it has one, else torch"
+    )
+    threads: int = Field(1, ge=0, le=64, description="onnxruntime threads of the support model (0: its default)")
 
 
 class ApiConfig(_Section):

@@ -21,8 +21,7 @@ from rag.planning import ConversationRewriter, build_planners
 from rag.privacy import KINDS, AnswerPolicy, Redactor, StreamGuard
 from rag.retrieval.hybrid import HybridRetriever, RetrievalResult
 from rag.types import Answer, Chunk, Evidence, Filters, Plan, ScoredChunk, Timings, Turn
-from rag.verify.support import HybridSupportScorer
-from rag.verify.verifier import Verifier
+from rag.verify.verifier import Verifier, build_scorer
 
 
 @dataclass(frozen=True)
@@ -95,9 +94,7 @@ class RagPipeline:
         self.reranker_status = reranker_status or ComponentStatus(reranker is not None)
         self.generator = generator
         self.verifier = Verifier(
-            settings.verifier,
-            HybridSupportScorer(embedder.embed_documents, windows=settings.verifier.windows_per_claim),
-            self._stored_vectors,
+            settings.verifier, build_scorer(settings.verifier, embedder.embed_documents), self._stored_vectors
         )
         self.planners = build_planners(settings.planner, generator, self._count_tokens)
         self.answerer = Answerer(

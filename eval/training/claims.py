@@ -28,9 +28,9 @@ from typing import Any
 
 from rag.index.store import Judgment
 from rag.types import Chunk
-from rag.verify.model import OPPOSITES as _OPPOSITES
+from rag.verify.checks import OPPOSITES as _OPPOSITES
 from rag.verify.model import Window, select_windows
-from rag.verify.support import content_words, sentence_spans
+from rag.verify.lexical import content_words, sentence_spans
 
 
 @dataclass(frozen=True)
@@ -227,7 +227,8 @@ def flip_comparison(sentence: str, rng: random.Random) -> str | None:
     if not hits:
         return None
     m = rng.choice(hits)
-    return sentence[: m.start()] + _case_like(_OPPOSITES[m.group(1).lower()], m.group(1)) + sentence[m.end() :]
+    opposite = sorted(_OPPOSITES[m.group(1).lower()])[0]  # the first in order: the same twist for every seed
+    return sentence[: m.start()] + _case_like(opposite, m.group(1)) + sentence[m.end() :]
 
 
 def reverse_relation(sentence: str, rng: random.Random) -> str | None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import re
 import threading
 from functools import lru_cache
 from collections.abc import Sequence
@@ -25,15 +24,9 @@ from typing import Any
 import numpy as np
 
 from rag.errors import ConfigError, ModelLoadError
-from rag.verify.support import (
-    Embed,
-    HybridSupportScorer,
-    Support,
-    content_words,
-    entities,
-    numbers,
-    sentence_spans,
-)
+from rag.verify.checks import CONTRADICTION_CAP, contradiction, negation_flipped, opposite_word, reversed_relation
+from rag.verify.lexical import claim_names, content_words, numbers, sentence_spans
+from rag.verify.support import Embed, HybridSupportScorer, Support
 
 SETTINGS_FILE = "rag_verifier.json"
 """Written by ``rag train-verifier`` into the model directory (see :func:`read_settings`)."""
@@ -61,32 +54,6 @@ NUMBER_CAP = HybridSupportScorer.NUMBER_CAP
 """Highest score of a claim with a number its source lacks (0.2, the hybrid scorer's)."""
 ENT_PENALTY = HybridSupportScorer.ENT_PENALTY
 """``score *= 1 - ENT_PENALTY * (1 - share of the claim's names found in the source)``: 0.5, the hybrid scorer's."""
-
-
-OPPOSITES: dict[str, str] = dict(
-    pair
-    for a, b in (
-        ("above", "below"), ("before", "after"), ("more", "less"), ("higher", "lower"), ("increase", "decrease"),
-        ("increased", "decreased"), ("increases", "decreases"), ("increasing", "decreasing"), ("larger", "smaller"),
-        ("largest", "smallest"), ("earlier", "later"), ("first", "last"), ("maximum", "minimum"), ("older", "younger"),
-        ("oldest", "youngest"), ("best", "worst"), ("most", "least"), ("won", "lost"), ("win", "lose"),
-        ("wins", "loses"), ("positive", "negative"), ("north", "south"), ("northern", "southern"), ("east", "west"),
-        ("eastern", "western"), ("inside", "outside"), ("rise", "fall"), ("rose", "fell"), ("high", "low"),
-        ("early", "late"), ("longer", "shorter"), ("longest", "shortest"), ("allowed", "forbidden"),
-        ("approved", "rejected"), ("with", "without"), ("always", "never"), ("include", "exclude"),
-        ("included", "excluded"), ("includes", "excludes"), ("accepted", "refused"), ("enabled", "disabled"),
-        ("same", "different"), ("improved", "worsened"), ("strong", "weak"), ("stronger", "weaker"),
-        ("promotes", "inhibits"), ("activates", "suppresses"), ("induces", "prevents"), ("reduced", "raised"),
-        ("reduces", "raises"), ("gained", "lost"), ("success", "failure"), ("successful", "unsuccessful"),
-        ("legal", "illegal"), ("possible", "impossible"), ("likely", "unlikely"), ("true", "false"),
-        ("upper", "lower"), ("entered", "left"), ("bought", "sold"), ("buy", "sell"), ("arrived", "departed"),
-        ("opened", "closed"), ("started", "ended"), ("began", "ended"), ("over", "under"), ("many", "few"),
-        ("required", "optional"), ("mandatory", "optional"), ("cheaper", "dearer"), ("faster", "slower"),
-        ("full", "empty"), ("guilty", "innocent"), ("alive", "dead"), ("internal", "external"),
-    )
-    for pair in ((a, b), (b, a))
-)
-"""Words and their opposites, both ways: a claim that says one where its evidence says the other contradicts it."""
 
 
 @dataclass(frozen=True)
@@ -254,19 +221,6 @@ def _greedy_cover(wanted: set[str], terms: list[set[str]], recall: Any, most: in
     return chosen
 
 
-def claim_names(claim: str) -> set[str]:
-    """The names of a claim checked against its source: capitalised words and acronyms, stemmed.
-
-    The first word is left out unless it is an acronym: a sentence's first word is
-    capitalised whatever it is ("Additionally", "Officials").
-    """
-    first, _, rest = claim.strip().partition(" ")
-    names = entities(rest)
-    if first and first.strip("\"'“‘(").isupper() and len(first.strip("\"'“‘(.,")) > 1:
-        names |= entities(first)
-    return names
-
-
 def capped(score: float, claim: str, source: str) -> float:
     """The checks that no model overrides, applied to a claim's score against one source.
 
@@ -274,7 +228,8 @@ def capped(score: float, claim: str, source: str) -> float:
     :func:`claim_names` found among the source's words, then at most
     :data:`NUMBER_CAP` when a number of the claim (integer, decimal, percentage,
     year) is not in the source: "founded in 1990" against "founded in 1887" fails
-    however alike the sentences read.
+    however alike the sentences read; at most :data:`~rag.verify.checks.CONTRADICTION_CAP`
+    when the claim contradicts its anchor sentence (:func:`~rag.verify.checks.contradiction`).
     """
     names = claim_names(claim)
     if names:
@@ -282,6 +237,8 @@ def capped(score: float, claim: str, source: str) -> float:
         score *= 1.0 - ENT_PENALTY * (1.0 - share)
     if not numbers(claim) <= numbers(source):
         score = min(score, NUMBER_CAP)
+    if contradiction(claim, source):
+        score = min(score, CONTRADICTION_CAP)
     return score
 
 
@@ -291,8 +248,6 @@ FEATURES = (
 )
 """What the stacked calibration reads for a (claim, window, source); see :func:`features`."""
 
-_NEGATION = re.compile(r"\b(?:not|no|never|none|nor|neither|cannot|without)\b|n['’]t\b", re.IGNORECASE)
-_WORDS = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 
 
 def _anchor(terms: set[str], window: str) -> str:
@@ -303,23 +258,6 @@ def _anchor(terms: set[str], window: str) -> str:
     return max((window[a:b] for a, b in spans), key=lambda text: len(terms & _unit_terms(text)))
 
 
-def _order_reversed(claim: str, anchor: str) -> bool:
-    """Whether two capitalised words of the claim that the anchor sentence also holds come in the other order there."""
-    names = entities(claim)
-    if len(names) < 2:
-        return False
-    stems = [_stem_of(w) for w in _WORDS.findall(claim)]
-    there = [_stem_of(w) for w in _WORDS.findall(anchor)]
-    both = [n for n in dict.fromkeys(w for w in stems if w in names) if n in there]
-    firsts = [there.index(n) for n in both]
-    return any(a > b for a, b in zip(firsts, firsts[1:]))
-
-
-def _stem_of(word: str) -> str:
-    found = content_words(word)
-    return next(iter(found)) if found else word.lower()
-
-
 def features(claim: str, window: str, window_recall: float, source: str, logit: float) -> list[float]:
     """The stacked calibration's inputs for one claim and one window of a source, in :data:`FEATURES` order.
 
@@ -327,10 +265,11 @@ def features(claim: str, window: str, window_recall: float, source: str, logit: 
     window (:func:`ranked_windows`); ``source_recall`` the share of its content words anywhere in the
     source; ``names_share`` that of :func:`claim_names` (1 without names); ``number_missing`` 1 when a
     number of the claim is not in the source. The next three compare the claim with the window's
-    sentence holding most of its terms: ``negation_mismatch`` 1 when one of the two has a negation
-    (not, n't, no, never, cannot, without ...) and the other none; ``opposite`` 1 when the claim has a
-    word of :data:`OPPOSITES` whose opposite that sentence has instead; ``order_reversed`` 1 when two
-    names of the claim come in the other order there. ``novel_words`` is the number of the claim's
+    sentence holding most of its terms, by the checks of :mod:`rag.verify.checks`: ``negation_mismatch``
+    1 when one of the two negates what the other states (:func:`~rag.verify.checks.negation_flipped`);
+    ``opposite`` 1 when the claim has a word whose opposite that sentence has instead
+    (:func:`~rag.verify.checks.opposite_word`); ``order_reversed`` 1 when a relation is turned around
+    (:func:`~rag.verify.checks.reversed_relation`). ``novel_words`` is the number of the claim's
     content words the source lacks, at most 5, over 5; ``anchor_names_share`` the share of the claim's
     names in that sentence (a name of the source, but of another of its facts: "the Billing team owns
     Atlas" where Platform does); ``window_novel_words`` as ``novel_words`` for the window.
@@ -339,20 +278,15 @@ def features(claim: str, window: str, window_recall: float, source: str, logit: 
     source_words = content_words(source)
     names = claim_names(claim)
     anchor = _anchor(_claim_terms(claim), window)
-    claim_tokens = {w.lower() for w in _WORDS.findall(claim)}
-    anchor_tokens = {w.lower() for w in _WORDS.findall(anchor)}
-    opposite = any(
-        w in OPPOSITES and OPPOSITES[w] in anchor_tokens and w not in anchor_tokens for w in claim_tokens
-    )
     return [
         float(logit),
         float(window_recall),
         len(words & source_words) / len(words) if words else 1.0,
         len(names & source_words) / len(names) if names else 1.0,
         float(not numbers(claim) <= numbers(source)),
-        float(bool(_NEGATION.search(claim)) != bool(_NEGATION.search(anchor))),
-        float(opposite),
-        float(_order_reversed(claim, anchor)),
+        float(negation_flipped(claim, anchor)),
+        float(opposite_word(claim, anchor) is not None),
+        float(reversed_relation(claim, anchor)),
         min(5, len(words - source_words)) / 5.0,
         len(names & content_words(anchor)) / len(names) if names else 1.0,
         min(5, len(words - content_words(window))) / 5.0,

@@ -7,7 +7,6 @@ replace :class:`HybridSupportScorer` later).
 
 from __future__ import annotations
 
-import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -17,7 +16,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from rag.verify.claims import split_claims
+from rag.verify.checks import CONTRADICTION_CAP, contradiction
+from rag.verify.lexical import content_words, entities, numbers, sentence_spans
 
 Embed = Callable[[list[str]], np.ndarray]
 
@@ -73,66 +73,6 @@ class BatchSupportScorer(SupportScorer, Protocol):
         ...
 
 
-def sentence_spans(text: str, limit: int = 64) -> list[tuple[int, int]]:
-    """Character spans of the sentences of ``text`` (at most ``limit``), in order.
-
-    Example:
-        >>> sentence_spans("Parking is free. Bikes too!")
-        [(0, 16), (17, 27)]
-    """
-    return [(c.start, c.end) for c in split_claims(text)[:limit]]
-
-
-_STOPWORDS = frozenset(
-    """a an the and or but if then else of to in on at by for with from into onto over under about as
-    is are was were be been being am do does did done has have had having it its it's this that these those
-    there here which who whom whose what when where why how than too very can could may might must shall
-    should will would not no nor so such also only just both each either neither all any some many much
-    more most other another same own he she they them their his her him we us our you your i me my
-    one ones up down out off again further once s t based according source sources provided
-    between during after before while until since within without via per among""".split()
-)
-_TOKEN = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
-_NUMBER = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?(?:\s*(%|percent\b|per cent\b))?", re.IGNORECASE)
-_ACRONYM = re.compile(r"^[A-Z0-9]{2,}s?$")
-_SUFFIXES = (
-    "ingly", "edly", "ations", "ation", "ments", "ment", "ness", "ings", "ing", "ers", "er", "ed", "es", "ly", "s"
-)
-
-
-def _stem(word: str) -> str:
-    """Lowercase and strip one common English suffix (consistency matters, not linguistics)."""
-    word = word.lower().replace("’", "'")
-    if word.endswith("'s"):
-        word = word[:-2]
-    for suffix in _SUFFIXES:
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            return word[: -len(suffix)]
-    return word
-
-
-def _numbers(text: str) -> set[float]:
-    """Numeric values in a text: ``1,887`` is 1887, ``3.50`` is 3.5, ``53%`` and ``53 percent`` are 53."""
-    values = set()
-    for m in _NUMBER.finditer(text):
-        whole = m.group(1).replace(",", "")
-        values.add(float(f"{whole}.{m.group(2)}" if m.group(2) else whole))
-    return values
-
-
-def _content_words(text: str) -> set[str]:
-    return {_stem(t) for t in _TOKEN.findall(text) if t.lower() not in _STOPWORDS and not t.isdigit()}
-
-
-def _entities(text: str) -> set[str]:
-    """Capitalised words and acronyms that are not stopwords, stemmed."""
-    return {
-        _stem(t)
-        for t in _TOKEN.findall(text)
-        if (t[0].isupper() or _ACRONYM.match(t)) and t.lower() not in _STOPWORDS and not t.isdigit()
-    }
-
-
 def _share(needles: set[str], haystack: set[str]) -> float:
     return len(needles & haystack) / len(needles) if needles else 1.0
 
@@ -162,9 +102,9 @@ def _prepare(source: str) -> _Prepared:
     return _Prepared(
         tuple(found.values()),
         tuple(found),
-        tuple(frozenset(_content_words(w)) for w in found),
-        frozenset(_content_words(source)),
-        frozenset(_numbers(source)),
+        tuple(frozenset(content_words(w)) for w in found),
+        frozenset(content_words(source)),
+        frozenset(numbers(source)),
     )
 
 
@@ -180,7 +120,11 @@ class HybridSupportScorer:
         ent   = share of c's capitalised words and acronyms found in s (1 when c has none)
         score = (W_SEM * sem + W_LEX * lex) * (1 - ENT_PENALTY * (1 - ent))
         score = min(score, NUMBER_CAP)   if any number in c (integer, decimal,
-                                         percentage, year) is not in s
+                                         percentage, year, number word) is not in s
+        score = min(score, CONTRADICTION_CAP)  if c contradicts its anchor sentence
+                                         of s (rag.verify.checks.contradiction:
+                                         a negation, an opposite word, a swapped
+                                         name or a reversed relation)
 
     with ``W_SEM = 0.4, W_LEX = 0.6, ENT_PENALTY = 0.5, SEM_FLOOR = 0.3,
     SEM_CEIL = 0.8, NUMBER_CAP = 0.2``. The windows of a source are its
@@ -212,6 +156,8 @@ class HybridSupportScorer:
         cache_size: source-side texts whose embeddings are kept.
         windows: windows embedded per claim, over all its sources together (0: the
             whole source only, and a span chosen by word overlap alone).
+        contradictions: apply the contradiction cap (off only to measure the scorer as it
+            was before it, ``rag eval verifier --compare baseline``).
 
     Example:
         >>> import numpy as np
@@ -232,9 +178,12 @@ class HybridSupportScorer:
     MAX_SENTENCES = 64
     WINDOWS = 3
 
-    def __init__(self, embed: Embed, cache_size: int = 2048, windows: int = WINDOWS) -> None:
+    def __init__(
+        self, embed: Embed, cache_size: int = 2048, windows: int = WINDOWS, *, contradictions: bool = True
+    ) -> None:
         if windows < 0:
             raise ValueError(f"windows: must be at least 0, got {windows}")
+        self._contradictions = contradictions
         self._embed = embed
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
@@ -292,7 +241,7 @@ class HybridSupportScorer:
         """Per claim: the best cosine per source of ``among``, and the cosine of each preselected window."""
         wanted = sorted({i for idx in among for i in idx if sources[i].strip()})
         prepared = {i: _prepare(sources[i]) for i in wanted}
-        words = [_content_words(c) for c in claims]
+        words = [content_words(c) for c in claims]
         picks = [self._preselect(w, prepared, idx) for w, idx in zip(words, among, strict=True)]
         stored = {i: vectors[i] for i in wanted if vectors is not None and vectors[i] is not None}
         texts = [sources[i] for i in wanted if i not in stored]
@@ -369,7 +318,7 @@ class HybridSupportScorer:
         best, windows, prepared = self._cosines(full, sources, among, vectors)
         out = []
         for claim, text, idx, cosines, picked in zip(claims, full, among, best, windows, strict=True):
-            words, ents, nums = _content_words(text), _entities(claim), _numbers(claim)
+            words, ents, nums = content_words(text), entities(claim), numbers(claim)
             found = []
             for i, cosine in zip(idx, cosines, strict=True):
                 if i not in prepared:
@@ -381,6 +330,8 @@ class HybridSupportScorer:
                 value = (self.W_SEM * sem + self.W_LEX * lex) * (1 - self.ENT_PENALTY * (1 - _share(ents, p.words)))
                 if not nums <= p.numbers:
                     value = min(value, self.NUMBER_CAP)
+                if self._contradictions and contradiction(claim, sources[i]):
+                    value = min(value, CONTRADICTION_CAP)
                 start, end = self._best_span(words, p, picked.get(i, {}), len(sources[i]))
                 found.append(Support(round(min(1.0, max(0.0, value)), 6), start, end))
             out.append(found)
@@ -402,7 +353,3 @@ class HybridSupportScorer:
         return best
 
 
-# Public names of the checks above, for the learned scorer (rag/verify/model.py).
-numbers = _numbers
-content_words = _content_words
-entities = _entities

@@ -11,7 +11,8 @@ from rag.config import VerifierConfig
 from rag.types import ABSTAIN_TEXT
 from rag.types import Chunk, Claim, Verdict, Verification
 from rag.verify.claims import ClaimText, rewrite_citations, split_claims
-from rag.verify.support import BatchSupportScorer, Support, SupportScorer
+from rag.verify.model import load_support_scorer
+from rag.verify.support import BatchSupportScorer, Embed, HybridSupportScorer, Support, SupportScorer
 
 StoredVectors = Callable[[Sequence[Chunk]], "Sequence[np.ndarray | None]"]
 """``vectors(chunks)``: per chunk, the vector stored with it in the collection, or None."""
@@ -79,6 +80,9 @@ class Verifier:
         self._config = config
         self._scorer = scorer
         self._vectors = vectors
+        fitted = fitted_threshold(scorer)
+        self.threshold = config.support_threshold if fitted is None else fitted
+        """What a claim's best score must reach to be supported: the scorer's own fitted threshold, else the setting."""
 
     def verify(
         self, answer: str, sources: Sequence[Chunk], strict: bool | None = None, question: str | None = None
@@ -147,7 +151,7 @@ class Verifier:
         ]
 
     def _judge(self, part: ClaimText, valid: tuple[int, ...], found: list[Support]) -> Claim:
-        threshold = self._config.support_threshold
+        threshold = self.threshold
         if valid:
             best = max(f.score for f in found)
             verdict: Verdict = "supported" if best >= threshold else "unsupported"
@@ -203,3 +207,26 @@ def abstain_needed(verification: Verification, config: VerifierConfig) -> bool:
         True when the pipeline should answer :data:`ABSTAIN_TEXT` instead.
     """
     return verification.faithfulness < config.min_faithfulness
+
+
+def fitted_threshold(scorer: object) -> float | None:
+    """A scorer's own numeric ``threshold`` attribute (fitted with a learned model), or None."""
+    own = getattr(scorer, "threshold", None)
+    return float(own) if isinstance(own, int | float) and not isinstance(own, bool) else None
+
+
+def build_scorer(config: VerifierConfig, embed: Embed) -> SupportScorer:
+    """The support scorer the settings configure, loaded.
+
+    ``config.model`` names a directory written by ``rag train-verifier``: its
+    :class:`~rag.verify.model.CrossEncoderSupportScorer`. Empty: the
+    :class:`~rag.verify.support.HybridSupportScorer` over ``embed``.
+
+    Raises:
+        ConfigError: the model directory or its ``rag_verifier.json`` is missing or bad (naming
+            ``RAG_VERIFIER__MODEL``).
+        ModelLoadError: its model files cannot be loaded.
+    """
+    if not config.model:
+        return HybridSupportScorer(embed, windows=config.windows_per_claim)
+    return load_support_scorer(config.model, config.backend, embed, threads=config.threads)

@@ -353,9 +353,9 @@ def test_cli_evaluates_the_hybrid_scorer_and_writes_the_report(rag, tmp_path: Pa
     assert re.search(r"^hybrid +response P \d\.\d{3} R \d\.\d{3} F1 \d\.\d{3}", out, re.MULTILINE)
     assert sorted(p.name for p in (tmp_path / "report").iterdir()) == ["items.jsonl", "report.json", "report.md"]
     report = json.loads((tmp_path / "report" / "report.json").read_text())
-    assert list(report["scorers"]) == ["hybrid"]  # the configured scorer is the baseline: run once
-    assert report["scorers"]["hybrid"]["scorer"] == "HybridSupportScorer"
-    assert report["scorers"]["hybrid"]["response"]["n"] == 5
+    assert list(report["scorers"]) == ["hybrid", "baseline"]  # the configured scorer, then --compare's default
+    assert report["scorers"]["hybrid"]["scorer"] == report["scorers"]["baseline"]["scorer"] == "HybridSupportScorer"
+    assert report["scorers"]["hybrid"]["response"]["n"] == report["scorers"]["baseline"]["response"]["n"] == 5
     md = (tmp_path / "report" / "report.md").read_text()
     assert "| LettuceDetect-large | published |" in md and "0.597" in md
     assert len((tmp_path / "report" / "items.jsonl").read_text().splitlines()) == 5
@@ -366,4 +366,6 @@ def test_cli_names_the_file_of_neither_layout_without_a_traceback(rag) -> None: 
     assert code == 1
     assert "neither.jsonl: line 1: neither layout" in err and "Traceback" not in err + out
     code, _, err = rag("eval", "verifier", "--dataset", str(FIXTURES / "ragtruth_tiny.jsonl"), "--compare", "nli")
-    assert code == 2 and "compare: unknown scorer 'nli'; valid: hybrid" in err
+    assert code == 2 and "compare: unknown scorer 'nli'; valid: hybrid | baseline | model" in err
+    code, out, err = rag("eval", "verifier", "--dataset", str(FIXTURES / "ragtruth_tiny.jsonl"), "--compare", "model")
+    assert code != 0 and "RAG_VERIFIER__MODEL: is empty" in err and "Traceback" not in err + out

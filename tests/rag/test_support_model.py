@@ -46,7 +46,6 @@ from rag.verify.model import (
     Stack,
     CrossEncoderSupportScorer,
     capped,
-    claim_names,
     default_model_dir,
     features,
     load_support_scorer,
@@ -55,7 +54,7 @@ from rag.verify.model import (
     select_windows,
     write_settings,
 )
-from rag.verify.support import numbers, sentence_spans
+from rag.verify.lexical import claim_names, numbers, sentence_spans
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "verify" / "twisted.jsonl"
 SOURCE = (
@@ -294,7 +293,7 @@ def test_toggle_negation_needs_a_verb_to_negate() -> None:
         ("Purchases above 500 EUR need approval.", "Purchases below 500 EUR need approval."),
         ("Backups run before each release.", "Backups run after each release."),
         ("Prices rose sharply.", "Prices fell sharply."),
-        ("More staff were hired.", "Less staff were hired."),
+        ("More staff were hired.", "Fewer staff were hired."),
     ],
 )
 def test_flip_comparison(sentence: str, expected: str) -> None:
@@ -450,6 +449,30 @@ def test_tiny_training_run_saves_a_loadable_calibrated_model(tiny_model: Path) -
     claim = "Maria Keller opened a bakery in Berlin."
     torch_scores = load_support_scorer(tiny_model, "torch").score(claim, sources)
     assert load_support_scorer(tiny_model, "onnx").score(claim, sources) == pytest.approx(torch_scores, abs=1e-4)
+
+
+def test_the_settings_serve_a_trained_model_with_its_threshold(tiny_model: Path) -> None:
+    from rag.config import VerifierConfig
+    from rag.verify.verifier import Verifier, build_scorer
+
+    def never(texts: list[str]) -> np.ndarray:
+        raise AssertionError("the learned scorer does not embed")
+
+    config = VerifierConfig(model=str(tiny_model), backend="onnx", support_threshold=0.99)
+    scorer = build_scorer(config, never)
+    assert isinstance(scorer, CrossEncoderSupportScorer) and scorer.backend == "onnx"
+    verifier = Verifier(config, scorer)
+    assert verifier.threshold == read_settings(tiny_model)["threshold"] != 0.99  # fitted with the model, not the setting
+    assert type(build_scorer(VerifierConfig(), never)).__name__ == "HybridSupportScorer"
+
+
+def test_a_missing_model_directory_is_named_at_start(tmp_path: Path) -> None:
+    from rag.config import VerifierConfig
+    from rag.verify.verifier import build_scorer
+
+    with pytest.raises(ConfigError) as caught:
+        build_scorer(VerifierConfig(model=str(tmp_path / "nowhere")), lambda texts: np.zeros((len(texts), 2)))
+    assert caught.value.setting == "RAG_VERIFIER__MODEL" and "nowhere" in str(caught.value)
 
 
 def test_training_refuses_pairs_of_one_class(tmp_path: Path) -> None:
