@@ -754,7 +754,7 @@ def run_verifier_eval(
     out_dir: Path | None = None,
     limit: int = 0,
     split: str | None = None,
-    compare: Sequence[str] = ("hybrid",),
+    compare: Sequence[str] = ("baseline",),
     scorers: Mapping[str, ScorerFactory] | None = None,
     console: Console | None = None,
 ) -> dict[str, Any]:

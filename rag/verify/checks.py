@@ -30,6 +30,7 @@ from __future__ import annotations
 import re
 from difflib import SequenceMatcher
 from functools import lru_cache
+from itertools import islice
 
 from rag.verify.lexical import claim_names, content_words, sentence_spans, stem
 
@@ -142,7 +143,7 @@ def negated(text: str, other: set[str], *, first_only: bool = False) -> bool:
     """
     cleaned = _NOT_NEGATION.sub(" ", text)
     for m in _NEGATION.finditer(cleaned):
-        after = [content_words(t) for t in _TOKEN.findall(cleaned[m.end() :])[:NEGATION_SCOPE]]
+        after = [content_words(t.group()) for t in islice(_TOKEN.finditer(cleaned, m.end()), NEGATION_SCOPE)]
         after = [w for w in after if w]
         if any(w & other for w in (after[:1] if first_only else after)):
             return True

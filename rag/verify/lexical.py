@@ -54,7 +54,7 @@ def stem(word: str) -> str:
     for suffix in _SUFFIXES:
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
             word = word[: -len(suffix)]
-            if suffix in ("ed", "ing", "er", "ers", "ings", "edly", "ingly") and _DOUBLED.search(word):
+            if suffix in ("ed", "ing", "ings", "edly", "ingly") and len(word) > 3 and _DOUBLED.search(word):
                 word = word[:-1]  # "skipped" and "skips" both become "skip"
             break
     # "require", "requires" and "required" all become "requir"; short words ("free", "make") keep their e.
