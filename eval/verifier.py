@@ -47,6 +47,7 @@ from rag.config import Settings
 from rag.errors import ConfigError, FileError, InputError
 from rag.verify.claims import ClaimText, split_claims
 from rag.verify.support import Support, SupportScorer
+from rag.verify.verifier import fitted_threshold
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -492,8 +493,6 @@ def scorer_threshold(scorer: object, default: float) -> tuple[float, str]:
     A scorer's own numeric ``threshold`` attribute (fitted with the model) wins over ``default``
     (``settings.verifier.support_threshold``).
     """
-    from rag.verify.verifier import fitted_threshold
-
     own = fitted_threshold(scorer)
     if own is not None:
         return own, "scorer.threshold"

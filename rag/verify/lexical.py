@@ -67,10 +67,10 @@ _UNITS = {
                           "fifteen sixteen seventeen eighteen nineteen".split())
 }
 _TENS = {w: float(10 * i) for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split(), start=2)}
+_ONES = [w for w in _UNITS if 1 <= _UNITS[w] <= 9]
+_ALONE = [w for w in _UNITS if _UNITS[w] >= 2]
 _NUMBER_WORD = re.compile(
-    rf"\b(?:({'|'.join(_TENS)})(?:[-\s]({'|'.join(w for w in _UNITS if w not in ('zero', 'one'))}|one)\b)?|"
-    rf"({'|'.join(w for w in _UNITS if w not in ('zero', 'one'))}))\b",
-    re.IGNORECASE,
+    rf"\b(?:({'|'.join(_TENS)})(?:[-\s]({'|'.join(_ONES)})\b)?|({'|'.join(_ALONE)}))\b", re.IGNORECASE
 )
 """Number words from two to ninety-nine. "one" and "zero" stand alone too often for something else
 ("one of the", "zero tolerance") to be taken for numbers; "twenty-one" is 21."""
