@@ -8,6 +8,7 @@ sentence that the verifier can recognise.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from collections.abc import Callable, Sequence
 
@@ -246,11 +247,22 @@ REWRITE_SCHEMA: dict = {
 REWRITE_PROMPT = (
     "Rewrite the user's last question so that it can be understood without the conversation: replace "
     "words like it, they, that, there and the one with what they refer to, and add what an elliptical "
-    "question leaves out. Keep the question's meaning and language; do not answer it. Reply in JSON.\n"
-    'Example: after "What is the vacation policy?", the question "And for part-time staff?" becomes '
-    '{"question": "What is the vacation policy for part-time staff?"}.'
+    "question leaves out. Keep the question's meaning and language; do not answer it. Reply in JSON."
 )
 """System message of the follow-up rewrite."""
+
+REWRITE_EXAMPLES: tuple[tuple[str, str, str, str], ...] = (
+    ("Who wrote the novel Emma?", "Jane Austen wrote Emma.", "When was she born?", "When was Jane Austen born?"),
+    ("How much does the basic plan cost?", "The basic plan costs 10 euros a month.", "And the premium plan?",
+     "How much does the premium plan cost?"),
+    ("Which river flows through Vienna?", "The Danube.", "What about Prague?", "Which river flows through Prague?"),
+)
+"""Worked rewrites sent as earlier chat turns: (question, answer, follow-up, rewrite).
+
+Shown as turns rather than described in the system message: on eight follow-ups written for the
+comparison (pronouns and ellipses, none from the tests' corpus), Qwen2.5-Coder-0.5B resolved 3
+with these turns and 2 with one example in the system message, at 5.7 against 3.5 s a call.
+"""
 
 
 def decompose_schema(max_parts: int) -> dict:
@@ -340,7 +352,7 @@ def decompose_messages(question: str) -> list[dict[str, str]]:
 
 
 def rewrite_messages(question: str, history: Sequence[tuple[str, str]], answer_chars: int = 300) -> list[dict[str, str]]:
-    """The follow-up rewrite: the earlier turns, then the question to make standalone.
+    """The follow-up rewrite: the worked examples (:data:`REWRITE_EXAMPLES`) as earlier turns, then the conversation.
 
     Args:
         question: the follow-up.
@@ -348,11 +360,19 @@ def rewrite_messages(question: str, history: Sequence[tuple[str, str]], answer_c
         answer_chars: characters of each earlier answer shown (answers carry context, but long
             ones cost prompt tokens).
     """
+    messages = [{"role": "system", "content": REWRITE_PROMPT}]
+    for asked, answered, follow_up, rewritten in REWRITE_EXAMPLES:
+        messages.append({"role": "user", "content": _conversation([(asked, answered)], follow_up, answer_chars)})
+        messages.append({"role": "assistant", "content": json.dumps({"question": rewritten})})
+    messages.append({"role": "user", "content": _conversation(history, question, answer_chars)})
+    return messages
+
+
+def _conversation(history: Sequence[tuple[str, str]], question: str, answer_chars: int) -> str:
     lines = []
     for asked, answered in history:
         lines.append(f"User: {' '.join(asked.split())}")
         if answered.strip():
             short = " ".join(_FAKE_MARKER.sub("", answered).split())
             lines.append(f"Assistant: {short[:answer_chars]}{' …' if len(short) > answer_chars else ''}")
-    user = "Conversation:\n" + "\n".join(lines) + f"\n\nLast question: {question.strip()}"
-    return [{"role": "system", "content": REWRITE_PROMPT}, {"role": "user", "content": user}]
+    return "Conversation:\n" + "\n".join(lines) + f"\n\nLast question: {question.strip()}"

@@ -33,6 +33,7 @@ from rag.planning import (
     interleave,
     route_question,
 )
+from rag.planning.rewrite import splice
 from rag.types import Chunk, Generation, JsonReply, PlanStep, ScoredChunk, StreamDelta, Timings, Turn
 from tests.api.conftest import local_generator  # noqa: F401 - the session fixture of the real server
 
@@ -297,11 +298,51 @@ def test_the_rewrite_of_a_follow_up() -> None:
     rewrite = rewriter.rewrite("And for part-time staff?", history)
     assert rewrite.question == "What is the vacation policy for part-time staff?"
     assert rewrite.original == "And for part-time staff?"
-    prompt = gen.calls[0][1][1]["content"]
+    prompt = gen.calls[0][1][-1]["content"]
     assert "User: What is the vacation policy?" in prompt and "[1]" not in prompt
     assert "Last question: And for part-time staff?" in prompt
-    kept = rewriter.rewrite("And for part-time staff?", history)
-    assert kept.question == kept.original and "not JSON" in kept.fallback
+    failed = rewriter.rewrite("And for part-time staff?", history)
+    assert failed.question == "What is the vacation policy for part-time staff?", "a failed call still gets the splice"
+    assert "not JSON" in failed.fallback and "put into the earlier question" in failed.fallback
+
+
+def test_a_rewrite_that_copies_or_drops_is_replaced() -> None:
+    history = [Turn("Who manages the Tidewater team?", "Ines Okafor [1].")]
+    # a copy of the follow-up adds nothing; a clause is not spliced, so both questions are searched
+    gen = ScriptedGenerator([{"question": "When did she join?"}])
+    copied = ConversationRewriter(CONFIG, gen, count).rewrite("When did she join?", history)
+    assert copied.question == "Who manages the Tidewater team? When did she join?"
+    assert copied.fallback.startswith("rewrite: the reply added nothing")
+    # a copy of the earlier question drops what the follow-up asks about; the fragment is spliced in
+    gen = ScriptedGenerator([{"question": "Who manages the Tidewater team?"}])
+    dropped = ConversationRewriter(CONFIG, gen, count).rewrite("And the Quayside team?", history)
+    assert dropped.question == "Who manages the Quayside team?"
+    assert dropped.fallback.startswith("rewrite: the reply dropped words of the follow-up")
+    # a real rewrite keeps the follow-up's words and adds the conversation's
+    gen = ScriptedGenerator([{"question": "When did Ines Okafor join?"}])
+    resolved = ConversationRewriter(CONFIG, gen, count).rewrite("When did she join?", history)
+    assert resolved.question == "When did Ines Okafor join?" and resolved.fallback == ""
+
+
+@pytest.mark.parametrize(("follow_up", "earlier", "spliced"), [
+    ("And for part-time staff?", "What is the vacation policy?", "What is the vacation policy for part-time staff?"),
+    ("and in 2020", "How many people lived in Oslo?", "How many people lived in Oslo in 2020?"),
+    ("And the New Pier?", "When was the Old Pier built?", "When was the New Pier built?"),
+    ("And part-time staff?", "How many vacation days do full-time staff get?",
+     "How many vacation days do part-time staff get?"),
+    ("What about Prague?", "Which river flows through Vienna, and how long is it?",
+     "Which river flows through Prague, and how long is it?"),
+    ("How about the Beacon app?", "Which team owns Harbor Lights?", "Which team owns the Beacon app?"),
+    ("And Germany?", "What is the capital of France?", "What is the capital of Germany?"),
+    # not spliced: a clause of its own, a pronoun, no lead word, no place for it, already there
+    ("And when did she join?", "Who manages the Tidewater team?", None),
+    ("And its length?", "When was the Old Pier built?", None),
+    ("The premium plan?", "How much does the basic plan cost?", None),
+    ("And cheaper ones?", "How much does the basic plan cost?", None),
+    ("And plans?", "How much do plans cost?", None),
+])
+def test_an_elliptical_follow_up_is_spliced_into_the_earlier_question(follow_up, earlier, spliced) -> None:  # noqa: ANN001
+    assert splice(follow_up, earlier) == spliced
 
 
 # answering from a plan, over a real index ----------------------------------------------------------
