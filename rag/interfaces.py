@@ -120,9 +120,15 @@ class Verifier(Protocol):
     """Checks an answer claim by claim against the chunks it could cite."""
 
     def verify(
-        self, answer: str, sources: Sequence[Chunk], *, strict: bool | None = None, question: str | None = None
+        self,
+        answer: str,
+        sources: Sequence[Chunk],
+        *,
+        strict: bool | None = None,
+        question: str | None = None,
+        steps: Sequence[int] | None = None,
     ) -> Verification:
-        """Per-claim verdicts, faithfulness and the answer text the user sees."""
+        """Per-claim verdicts, faithfulness and the answer text the user sees (``steps``: the plan step of each source)."""
         ...
 
 

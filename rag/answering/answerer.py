@@ -317,7 +317,8 @@ class Answerer:
                 span = short_answer(draft.question, text, [c.text for c in packed])
                 text = f"{span.text} [{span.source}]" if span.source else span.text
             verification = self.verifier.verify(
-                text, packed, strict=strict, question=draft.question if short else None
+                text, packed, strict=strict, question=draft.question if short else None,
+                steps=[e.step for e in draft.evidence],
             )
         model_abstained = is_abstention(text) or text.strip().lower().startswith(("i don't know", "i do not know"))
         if model_abstained:

@@ -68,6 +68,7 @@ class BatchSupportScorer(SupportScorer, Protocol):
         among: Sequence[Sequence[int]],
         context: str = "",
         vectors: Sequence[np.ndarray | None] | None = None,
+        steps: Sequence[int] | None = None,
     ) -> list[list[Support]]:
         """Per claim, one :class:`Support` per index of ``among`` (see :meth:`HybridSupportScorer.support_many`)."""
         ...
@@ -75,6 +76,21 @@ class BatchSupportScorer(SupportScorer, Protocol):
 
 def _share(needles: set[str], haystack: set[str]) -> float:
     return len(needles & haystack) / len(needles) if needles else 1.0
+
+
+def _chained_share(
+    words: set[str], here: set[str], asked: set[str], others: Sequence[set[str]], steps: Sequence[int], i: int
+) -> float:
+    """``lex`` of a short answer in a multi-step plan: the question's words may sit in one source of another step.
+
+    A two-hop question ("the year the band Frankie LaRocka drummed for was formed") is asked
+    about one passage (LaRocka's, found by the question) and answered from another (the band's,
+    found by the hop): the question's own words count as found when a single source of another
+    step has them, while the answer's words (``words - asked``) must be in this source.
+    """
+    missing = (words - here) & asked
+    bridged = max((len(missing & w) for j, w in enumerate(others) if steps[j] != steps[i]), default=0)
+    return (len(words & here) + bridged) / len(words)
 
 
 @dataclass(frozen=True)
@@ -116,7 +132,10 @@ class HybridSupportScorer:
         sem   = clip((max cos(c, u) - SEM_FLOOR) / (SEM_CEIL - SEM_FLOOR), 0, 1)
                 over u in {s, the claim's preselected windows of s}
         lex   = share of c's content words (lowercased, lightly stemmed, no
-                stopwords or digits) found in s; sem when c has none
+                stopwords or digits) found in s; sem when c has none. For a
+                short answer of a plan of several steps (``context`` and
+                ``steps``), the question's words also count when one source
+                of another step has them (see :func:`_chained_share`)
         ent   = share of c's capitalised words and acronyms found in s (1 when c has none)
         score = (W_SEM * sem + W_LEX * lex) * (1 - ENT_PENALTY * (1 - ent))
         score = min(score, NUMBER_CAP)   if any number in c (integer, decimal,
@@ -158,6 +177,8 @@ class HybridSupportScorer:
             whole source only, and a span chosen by word overlap alone).
         contradictions: apply the contradiction cap (off only to measure the scorer as it
             was before it, ``rag eval verifier --compare baseline``).
+        bridge: let a short answer's question words be found in a source of another plan
+            step (off only to measure the scorer without it).
 
     Example:
         >>> import numpy as np
@@ -179,11 +200,18 @@ class HybridSupportScorer:
     WINDOWS = 3
 
     def __init__(
-        self, embed: Embed, cache_size: int = 2048, windows: int = WINDOWS, *, contradictions: bool = True
+        self,
+        embed: Embed,
+        cache_size: int = 2048,
+        windows: int = WINDOWS,
+        *,
+        contradictions: bool = True,
+        bridge: bool = True,
     ) -> None:
         if windows < 0:
             raise ValueError(f"windows: must be at least 0, got {windows}")
         self._contradictions = contradictions
+        self._bridge = bridge
         self._embed = embed
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
@@ -278,6 +306,7 @@ class HybridSupportScorer:
         among: Sequence[Sequence[int]],
         context: str = "",
         vectors: Sequence[np.ndarray | None] | None = None,
+        steps: Sequence[int] | None = None,
     ) -> list[list[Support]]:
         """Score each claim against some of the sources (see the class docstring for the formula).
 
@@ -298,24 +327,30 @@ class HybridSupportScorer:
             context: the question of a short answer ("" for sentence answers).
             vectors: per source, its stored L2-normalised vector or None; a source with
                 none is embedded (once, then cached).
+            steps: per source, the plan step that found it (None: all one step).
 
         Returns:
             Per claim, one :class:`Support` per index of ``among``, in that order; score 0
             and an empty span for an empty source.
 
         Raises:
-            ValueError: ``among`` or ``vectors`` does not fit ``claims`` or ``sources``.
+            ValueError: ``among``, ``vectors`` or ``steps`` does not fit ``claims`` or ``sources``.
         """
         if len(among) != len(claims):
             raise ValueError(f"among: {len(among)} lists for {len(claims)} claims")
         if vectors is not None and len(vectors) != len(sources):
             raise ValueError(f"vectors: {len(vectors)} for {len(sources)} sources")
+        if steps is not None and len(steps) != len(sources):
+            raise ValueError(f"steps: {len(steps)} for {len(sources)} sources")
         if any(not 0 <= i < len(sources) for idx in among for i in idx):
             raise ValueError(f"among: an index outside 0..{len(sources) - 1}")
         if not claims:
             return []
         full = [f"{context.strip()} {c}".strip() for c in claims]
         best, windows, prepared = self._cosines(full, sources, among, vectors)
+        chained = self._bridge and bool(context.strip()) and steps is not None and len(set(steps)) > 1
+        asked = content_words(context) if chained else set()
+        others = [_prepare(t).words if t.strip() else set() for t in sources] if chained else []
         out = []
         for claim, text, idx, cosines, picked in zip(claims, full, among, best, windows, strict=True):
             words, ents, nums = content_words(text), entities(claim), numbers(claim)
@@ -327,6 +362,8 @@ class HybridSupportScorer:
                 p = prepared[i]
                 sem = self._rescale(cosine)
                 lex = _share(words, p.words) if words else sem
+                if others and words:
+                    lex = _chained_share(words, p.words, asked - content_words(claim), others, steps, i)
                 value = (self.W_SEM * sem + self.W_LEX * lex) * (1 - self.ENT_PENALTY * (1 - _share(ents, p.words)))
                 if not nums <= p.numbers:
                     value = min(value, self.NUMBER_CAP)

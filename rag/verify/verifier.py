@@ -85,7 +85,12 @@ class Verifier:
         """What a claim's best score must reach to be supported: the scorer's own fitted threshold, else the setting."""
 
     def verify(
-        self, answer: str, sources: Sequence[Chunk], strict: bool | None = None, question: str | None = None
+        self,
+        answer: str,
+        sources: Sequence[Chunk],
+        strict: bool | None = None,
+        question: str | None = None,
+        steps: Sequence[int] | None = None,
     ) -> Verification:
         """Verify every claim of an answer.
 
@@ -102,6 +107,9 @@ class Verifier:
             question: set for short answers (answer style ``short``): a phrase such as
                 "308" states nothing alone, so each claim is scored in the context of
                 the question (see :meth:`SupportScorer.support`).
+            steps: per source, the plan step that found it; with a short answer and sources of
+                several steps, the question's words may be found in a source of another step
+                than the cited one (a multi-hop chain; :class:`HybridSupportScorer` only).
 
         Returns:
             The claims in answer order, faithfulness, invalid citation numbers
@@ -124,7 +132,7 @@ class Verifier:
                     invalid.setdefault(n, None)
         valid = [tuple(n for n in part.citations if 1 <= n <= len(texts)) for part in parts]
         among = [[n - 1 for n in v] if v else list(range(len(texts))) for v in valid]
-        found = self._supports([p.text for p in parts], texts, sources, among, question or "")
+        found = self._supports([p.text for p in parts], texts, sources, among, question or "", steps)
         claims = [self._judge(p, v, f) for p, v, f in zip(parts, valid, found, strict=True)]
 
         supported = sum(c.verdict == "supported" for c in claims)
@@ -139,12 +147,18 @@ class Verifier:
         )
 
     def _supports(
-        self, claims: list[str], texts: list[str], sources: Sequence[Chunk], among: list[list[int]], context: str
+        self,
+        claims: list[str],
+        texts: list[str],
+        sources: Sequence[Chunk],
+        among: list[list[int]],
+        context: str,
+        steps: Sequence[int] | None = None,
     ) -> list[list[Support]]:
         """Per claim, the support of each source of ``among``: one batch when the scorer can."""
         if isinstance(self._scorer, BatchSupportScorer):
             vectors = self._vectors(sources) if self._vectors is not None and sources else None
-            return self._scorer.support_many(claims, texts, among, context, vectors)
+            return self._scorer.support_many(claims, texts, among, context, vectors, steps)
         return [
             self._scorer.support(c, [texts[i] for i in idx], context) if idx else []
             for c, idx in zip(claims, among, strict=True)

@@ -360,6 +360,36 @@ def test_short_answers_are_checked_with_their_question(verifier: Verifier, quest
     assert v.claims[0].text == answer.rsplit(" [", 1)[0]
 
 
+CHAIN = [
+    "Frankie LaRocka was an American drummer from New Jersey who played with Bon Jovi in its early days.",
+    "Bon Jovi is an American rock band from Sayreville, formed in 1983 by Jon Bon Jovi and David Bryan.",
+]
+CHAIN_QUESTION = "In what year was the Sayreville rock band that Frankie LaRocka played drums for formed?"
+
+
+def test_a_short_answer_of_a_two_step_plan_is_checked_against_the_chain(scorer: HybridSupportScorer) -> None:
+    # The question is about the first passage (the drummer's), the answer in the second (the band's).
+    alone = scorer.support_many(["1983"], CHAIN, [[1]], CHAIN_QUESTION)[0][0].score
+    same_step = scorer.support_many(["1983"], CHAIN, [[1]], CHAIN_QUESTION, steps=[0, 0])[0][0].score
+    chained = scorer.support_many(["1983"], CHAIN, [[1]], CHAIN_QUESTION, steps=[0, 1])[0][0].score
+    assert alone == same_step < 0.55 <= chained, (alone, same_step, chained)
+    # the answer's own words must still be in the cited passage: the question's passage lends only the question's
+    wrong = scorer.support_many(["David Bryan"], CHAIN, [[0]], CHAIN_QUESTION, steps=[0, 1])[0][0].score
+    assert wrong < 0.55, wrong
+    # and sentence answers (no question) are never chained
+    plain = scorer.support_many(["Bon Jovi was formed in 1983."], CHAIN, [[1]])[0][0].score
+    assert plain == scorer.support_many(["Bon Jovi was formed in 1983."], CHAIN, [[1]], steps=[0, 1])[0][0].score
+    with pytest.raises(ValueError, match="steps"):
+        scorer.support_many(["1983"], CHAIN, [[1]], CHAIN_QUESTION, steps=[0])
+
+
+def test_the_verifier_hands_the_steps_on(verifier: Verifier) -> None:
+    sources = [chunk(1, CHAIN[0]), chunk(2, CHAIN[1])]
+    single = verifier.verify("1983 [2]", sources, question=CHAIN_QUESTION)
+    chained = verifier.verify("1983 [2]", sources, question=CHAIN_QUESTION, steps=[0, 1])
+    assert single.claims[0].score < chained.claims[0].score
+
+
 def test_support_points_at_the_sentence_that_backs_the_claim(scorer: HybridSupportScorer) -> None:
     source = "The office opens at nine. Bicycles can be parked for free in the courtyard. Cars need a permit."
     (found,) = scorer.support("Bikes can be parked for free in the courtyard.", [source])
