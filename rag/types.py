@@ -268,8 +268,9 @@ class Rewrite:
         question: the standalone question that was searched and answered.
         usage: tokens of the rewriting call.
         ms: its wall time.
-        fallback: why the original was kept instead (the call failed or its reply did not
-            parse); empty when the rewrite was used.
+        fallback: why the model's rewrite was not used (the call failed, its reply did not
+            parse, or it copied a question) and what was searched instead (the follow-up spliced
+            into the earlier question, or both joined); empty when the model's rewrite was used.
     """
 
     original: str

@@ -20,8 +20,10 @@ class ConversationRewriter:
     """Rewrites the last question of a conversation so that it stands alone.
 
     The first question of a conversation (no history) is searched as asked. A follow-up goes
-    through one ``generate_json`` call with :data:`rag.generation.prompts.REWRITE_SCHEMA`; when
-    that call fails or its reply does not parse, the follow-up is kept as asked and
+    through one ``generate_json`` call with :data:`rag.generation.prompts.REWRITE_SCHEMA`. When
+    that call fails, its reply does not parse, or the reply does not both keep the follow-up's
+    words and add some of the conversation's, the follow-up is spliced into the earlier question
+    (:func:`splice`) or, when it is not elliptical, searched joined to it, and
     :attr:`Rewrite.fallback` says why: the user still gets an answer.
 
     Args:
