@@ -86,7 +86,8 @@ def _chained_share(
     A two-hop question ("the year the band Frankie LaRocka drummed for was formed") is asked
     about one passage (LaRocka's, found by the question) and answered from another (the band's,
     found by the hop): the question's own words count as found when a single source of another
-    step has them, while the answer's words (``words - asked``) must be in this source.
+    step has them. The caller chains only an answer whose own words, numbers and names are all in
+    this source.
     """
     missing = (words - here) & asked
     bridged = max((len(missing & w) for j, w in enumerate(others) if steps[j] != steps[i]), default=0)
@@ -177,8 +178,6 @@ class HybridSupportScorer:
             whole source only, and a span chosen by word overlap alone).
         contradictions: apply the contradiction cap (off only to measure the scorer as it
             was before it, ``rag eval verifier --compare baseline``).
-        bridge: let a short answer's question words be found in a source of another plan
-            step (off only to measure the scorer without it).
 
     Example:
         >>> import numpy as np
@@ -206,12 +205,10 @@ class HybridSupportScorer:
         windows: int = WINDOWS,
         *,
         contradictions: bool = True,
-        bridge: bool = True,
     ) -> None:
         if windows < 0:
             raise ValueError(f"windows: must be at least 0, got {windows}")
         self._contradictions = contradictions
-        self._bridge = bridge
         self._embed = embed
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
@@ -348,7 +345,7 @@ class HybridSupportScorer:
             return []
         full = [f"{context.strip()} {c}".strip() for c in claims]
         best, windows, prepared = self._cosines(full, sources, among, vectors)
-        chained = self._bridge and bool(context.strip()) and steps is not None and len(set(steps)) > 1
+        chained = bool(context.strip()) and steps is not None and len(set(steps)) > 1
         asked = content_words(context) if chained else set()
         others = [_prepare(t).words if t.strip() else set() for t in sources] if chained else []
         out = []
@@ -362,8 +359,10 @@ class HybridSupportScorer:
                 p = prepared[i]
                 sem = self._rescale(cosine)
                 lex = _share(words, p.words) if words else sem
-                if others and words:
-                    lex = _chained_share(words, p.words, asked - content_words(claim), others, steps, i)
+                own = content_words(claim)
+                # the chain lends the question's words only to an answer that is itself in this source
+                if others and words and (own or nums) and own <= p.words and nums <= p.numbers and ents <= p.words:
+                    lex = _chained_share(words, p.words, asked - own, others, steps, i)
                 value = (self.W_SEM * sem + self.W_LEX * lex) * (1 - self.ENT_PENALTY * (1 - _share(ents, p.words)))
                 if not nums <= p.numbers:
                     value = min(value, self.NUMBER_CAP)

@@ -322,24 +322,44 @@ def test_a_rewrite_that_copies_or_drops_is_replaced() -> None:
     gen = ScriptedGenerator([{"question": "When did Ines Okafor join?"}])
     resolved = ConversationRewriter(CONFIG, gen, count).rewrite("When did she join?", history)
     assert resolved.question == "When did Ines Okafor join?" and resolved.fallback == ""
+    # the splice goes into the last question that stands alone, not into "Thanks." or an earlier follow-up
+    turns = [Turn("What is the vacation policy?", "25 days [1]."), Turn("And for part-time staff?", "Pro rata [2]."),
+             Turn("Thanks.")]
+    gen = ScriptedGenerator([{"question": "And for interns?"}])
+    chained = ConversationRewriter(CONFIG, gen, count).rewrite("And for interns?", turns)
+    assert chained.question == "What is the vacation policy for interns?", chained
 
 
 @pytest.mark.parametrize(("follow_up", "earlier", "spliced"), [
     ("And for part-time staff?", "What is the vacation policy?", "What is the vacation policy for part-time staff?"),
     ("and in 2020", "How many people lived in Oslo?", "How many people lived in Oslo in 2020?"),
+    # a phrase with the same preposition and a like object is replaced, not doubled
+    ("And in 2020?", "How many people lived in Oslo in 2019?", "How many people lived in Oslo in 2020?"),
+    ("And for part-time staff?", "What is the vacation policy for full-time staff?",
+     "What is the vacation policy for part-time staff?"),
+    ("And by train?", "How long does it take from Vienna to Prague by car?",
+     "How long does it take from Vienna to Prague by train?"),
     ("And the New Pier?", "When was the Old Pier built?", "When was the New Pier built?"),
+    ("And the New Pier?", "When was the pier built?", "When was the New Pier built?"),
+    ("And the sick leave policy?", "What is the vacation policy?", "What is the sick leave policy?"),
     ("And part-time staff?", "How many vacation days do full-time staff get?",
      "How many vacation days do part-time staff get?"),
     ("What about Prague?", "Which river flows through Vienna, and how long is it?",
      "Which river flows through Prague, and how long is it?"),
-    ("How about the Beacon app?", "Which team owns Harbor Lights?", "Which team owns the Beacon app?"),
     ("And Germany?", "What is the capital of France?", "What is the capital of Germany?"),
-    # not spliced: a clause of its own, a pronoun, no lead word, no place for it, already there
+    ("And for the U.S.?", "What is the tax rate?", "What is the tax rate for the U.S.?"),
+    # not spliced: a clause, a pronoun, no lead word, no place for it, already asked
     ("And when did she join?", "Who manages the Tidewater team?", None),
-    ("And its length?", "When was the Old Pier built?", None),
+    ("And its length?", "What is the length of the Old Pier?", None),
+    ("and the one in Paris?", "Which museum in London is the largest?", None),
     ("The premium plan?", "How much does the basic plan cost?", None),
-    ("And cheaper ones?", "How much does the basic plan cost?", None),
-    ("And plans?", "How much do plans cost?", None),
+    ("And the policy for interns?", "What is the vacation policy?", None),
+    ("How about the Beacon app?", "Which team owns Harbor Lights?", None),
+    ("And the Quayside Team?", "Who manages the Quayside team?", None),
+    # a name replaces only a name after a preposition
+    ("And Germany?", "Who won the 2014 World Cup?", None),
+    ("What about Prague?", "When did Vienna host the Olympics?", None),
+    ("What about in Prague?", "Which river flows through Vienna?", None),
 ])
 def test_an_elliptical_follow_up_is_spliced_into_the_earlier_question(follow_up, earlier, spliced) -> None:  # noqa: ANN001
     assert splice(follow_up, earlier) == spliced
@@ -377,6 +397,28 @@ def test_an_iterative_answer_cites_evidence_of_every_step(planning_corpus, embed
     assert answer.timings.plan > 0 and answer.timings.total >= answer.timings.plan
     sources = gen.calls[-1][1][1]["content"]
     assert sources.index("Harbor Lights") < sources.index("Ines Okafor"), "both steps' passages, in step order"
+
+
+class RecordingVerifier:
+    """Hands every call on to the real verifier and records the steps it was given."""
+
+    def __init__(self, inner) -> None:  # noqa: ANN001
+        self.inner = inner
+        self.steps: list[list[int] | None] = []
+
+    def verify(self, answer, sources, *, strict=None, question=None, steps=None):  # noqa: ANN001, ANN201
+        self.steps.append(None if steps is None else list(steps))
+        return self.inner.verify(answer, sources, strict=strict, question=question, steps=steps)
+
+
+def test_the_verifier_is_handed_the_step_of_each_source(planning_corpus, embedder) -> None:  # noqa: ANN001
+    settings, store = planning_corpus
+    gen = ScriptedGenerator(HOP_THEN_ENOUGH, answer="Ines Okafor [2].")
+    pipeline = RagPipeline(settings, store, embedder, generator=gen)
+    recorder = RecordingVerifier(pipeline.answerer.verifier)
+    pipeline.answerer.verifier = recorder
+    answer = pipeline.ask("plan", TWO_HOP, 1, planner="iterative")
+    assert recorder.steps == [[e.step for e in answer.evidence]] == [[0, 1]]
 
 
 @pytest.mark.parametrize("step_tokens", [0, 500])
