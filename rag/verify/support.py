@@ -351,6 +351,7 @@ class HybridSupportScorer:
         out = []
         for claim, text, idx, cosines, picked in zip(claims, full, among, best, windows, strict=True):
             words, ents, nums = content_words(text), entities(claim), numbers(claim)
+            own = content_words(claim) if others else set()
             found = []
             for i, cosine in zip(idx, cosines, strict=True):
                 if i not in prepared:
@@ -359,7 +360,6 @@ class HybridSupportScorer:
                 p = prepared[i]
                 sem = self._rescale(cosine)
                 lex = _share(words, p.words) if words else sem
-                own = content_words(claim)
                 # the chain lends the question's words only to an answer that is itself in this source
                 if others and words and (own or nums) and own <= p.words and nums <= p.numbers and ents <= p.words:
                     lex = _chained_share(words, p.words, asked - own, others, steps, i)
