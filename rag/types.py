@@ -233,7 +233,8 @@ class PlanStep:
     Attributes:
         query: the text searched.
         purpose: why the planner chose it: ``question`` (the question itself), ``hop`` (a query
-            for what the evidence so far lacks) or ``sub-question`` (one part of a split question).
+            for what the evidence so far lacks), ``expansion`` (the question with its best passage,
+            when the check named nothing) or ``sub-question`` (one part of a split question).
         found: the chunks the search returned, best first.
         timings: the search's stages, plus ``plan``: the planning call made after this step
             (the iterative planner's check of the evidence so far; a decomposition's split is

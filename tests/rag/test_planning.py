@@ -215,8 +215,38 @@ def test_a_first_enough_that_names_a_new_entity_still_hops() -> None:
     assert search.queries == [TWO_HOP, "Tidewater team manager"]
     assert plan.stop == "enough" and plan.steps[0].decision == "next: Tidewater team manager (said enough)"
     gen = ScriptedGenerator([{"entity": "Harbor Lights", "query": "Who manages the team that owns Harbor Lights", "enough": True}])
-    plan = IterativePlanner(CONFIG, gen, count).plan(TWO_HOP, FakeSearch({}, [1]))
+    plan = IterativePlanner(PlannerConfig(expand=False), gen, count).plan(TWO_HOP, FakeSearch({}, [1]))
     assert len(plan.steps) == 1 and plan.stop == "enough", "nothing new named: the first enough stands"
+
+
+@pytest.mark.parametrize(
+    "reply,reason",
+    [
+        ({"entity": "Harbor Lights", "query": TWO_HOP, "enough": True}, "enough"),
+        ({"entity": "", "query": "", "enough": False}, "no new query"),
+    ],
+)
+def test_a_first_check_that_names_nothing_expands_by_the_best_passage(reply: dict, reason: str) -> None:
+    """No bridge named after the question's retrieval: one more search, of the question with its best passage."""
+    text = "Harbor   Lights is a ferry app owned by the Tidewater team, whose manager since the spring of 2019 is Ines Okafor."
+    best = Chunk(4, 4, "c", "d4", "d4", "Harbor Lights", "", 0, 0, len(text), text)
+    expansion = f"{TWO_HOP} Harbor Lights: Harbor Lights is a ferry app owned by the Tidewater team, whose manager since the spring"
+    gen = ScriptedGenerator([reply])
+
+    class Search(FakeSearch):
+        def __call__(self, query: str) -> tuple[list[ScoredChunk], Timings]:
+            self.queries.append(query)
+            return ([ScoredChunk(best, 1.0), scored(2, 0.5)] if query == TWO_HOP else [scored(3)]), Timings(bm25=1.0)
+
+    search = Search({})
+    plan = IterativePlanner(PlannerConfig(passage_tokens=16), gen, count).plan(TWO_HOP, search)
+    assert search.queries == [TWO_HOP, expansion], "the passage is cut to passage_tokens, its spaces collapsed"
+    assert [s.purpose for s in plan.steps] == ["question", "expansion"] and len(gen.calls) == 1
+    assert plan.stop == f"{reason}; expanded by the best passage" and plan.steps[0].decision.startswith(reason)
+    assert [e.found.chunk.chunk_id for e in interleave(plan.steps)] == [4, 3, 2], "the expansion's finds are handed on"
+    assert IterativePlanner(PlannerConfig(max_hops=1), ScriptedGenerator([reply]), count).plan(TWO_HOP, Search({})).steps[-1].purpose == "question"
+    nothing = IterativePlanner(CONFIG, ScriptedGenerator([reply]), count).plan(TWO_HOP, FakeSearch({}))
+    assert len(nothing.steps) == 1 and nothing.stop == reason, "no passage found: nothing to expand by"
 
 
 def test_iterative_stops_at_max_hops_and_on_a_repeated_query() -> None:
@@ -225,9 +255,9 @@ def test_iterative_stops_at_max_hops_and_on_a_repeated_query() -> None:
     assert [s.query for s in plan.steps] == ["q", "hop 0", "hop 1"] and plan.stop == "max_hops"
     assert len(gen.calls) == 2, "no check is made when no hop may follow"
 
-    gen = ScriptedGenerator([{"entity": "q", "query": "Q ", "enough": False}])
+    gen = ScriptedGenerator([{"entity": "", "query": "hop 0", "enough": False}, {"entity": "q", "query": "Q ", "enough": False}])
     plan = IterativePlanner(CONFIG, gen, count).plan("q", FakeSearch({}, [1]))
-    assert len(plan.steps) == 1 and plan.stop == "no new query" and not plan.fallback
+    assert len(plan.steps) == 2 and plan.stop == "no new query" and not plan.fallback
 
 
 @pytest.mark.parametrize(
