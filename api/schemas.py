@@ -219,7 +219,7 @@ class PlanStepOut(BaseModel):
     """One retrieval of the plan."""
 
     query: str
-    purpose: Literal["question", "hop", "sub-question"] | str
+    purpose: Literal["question", "hop", "expansion", "sub-question"] | str
     found: list[StepFoundOut]
     decision: str = Field("", description="what the planning call after this step decided (enough, next: <query>, ...)")
     timings_ms: StepTimings

@@ -217,7 +217,10 @@ class PlannerConfig(_Section):
     )
     max_sub_questions: int = Field(3, ge=1, le=6, description="sub-questions of a decomposition at most")
     passages: int = Field(3, ge=1, le=10, description="passages the iterative check reads: the top of all steps so far, round-robin")
-    passage_tokens: int = Field(80, ge=16, le=1000, description="tokens of each passage shown to the planning call")
+    passage_tokens: int = Field(
+        80, ge=16, le=1000,
+        description="tokens of each passage shown to the planning call, and of the best passage an expansion searches with",
+    )
     expand: bool = Field(
         True,
         description="when the iterative check names nothing to search after the question's own retrieval, search "
