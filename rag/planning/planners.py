@@ -247,7 +247,7 @@ class IterativePlanner:
             # The first check's "enough" stands only when it names nothing new to search: a 0.5B
             # model says "enough" to every first check (20 of 20 HotpotQA questions), bridge or
             # not, while a hop costs one retrieval and no generator call.
-            if new and not (reply.data["enough"] and not first):
+            if new and (first or not reply.data["enough"]):
                 run.decide(f"next: {query}" + (" (said enough)" if reply.data["enough"] else ""), reply.usage, ms)
                 run.search(query, "hop")
                 continue
