@@ -230,7 +230,12 @@ class PlannerConfig(_Section):
     step_context_tokens: int = Field(
         500, ge=0, le=8000,
         description="tokens added to the sources' budget (generator.context_tokens) for each retrieval of a plan after "
-        "the first, so that every hop's best passages reach the answer",
+        "the first that hands on a passage, so that every hop's best passages reach the answer",
+    )
+    min_step_similarity: float = Field(
+        0.25, ge=0.0, le=1.0,
+        description="a retrieval after the question's own hands on only the passages whose dense score against its "
+        "query (inner product of normalised vectors) reaches this; 0 hands on all",
     )
 
 

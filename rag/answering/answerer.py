@@ -12,7 +12,7 @@ from rag.config import Settings
 from rag.errors import GeneratorUnavailableError, InputError
 from rag.generation.prompts import build_messages
 from rag.interfaces import Generator, Planner, Verifier
-from rag.planning import PLANNER_MODES, ConversationRewriter, interleave
+from rag.planning import PLANNER_MODES, ConversationRewriter, handed, interleave
 from rag.types import (
     Answer,
     Chunk,
@@ -202,7 +202,8 @@ class Answerer:
         """Rewrite a follow-up, run the plan, and pack the evidence of all its steps.
 
         The steps' chunks are packed in :func:`rag.planning.interleave` order (each step's best,
-        then each step's second, ...), so every hop gets a share of the context budget.
+        then each step's second, ...), so every hop gets a share of the context budget; a later
+        step's chunks that do not match its query are left out (:func:`rag.planning.handed`).
         """
         if self.generator is None:
             raise GeneratorUnavailableError("no generator is configured; /v1/search still works")
@@ -265,14 +266,15 @@ class Answerer:
         draft = _Draft(standalone, plan, found, (), [], clock, t0)
         if not ordered or self._weak_evidence(found.results):
             return draft
+        offered = handed(plan.steps, self.settings.planner.min_step_similarity)
         messages, packed = build_messages(
             standalone,
-            [e.chunk for e in ordered],
-            source_budget(self.settings, len(plan.steps)),
+            [e.chunk for e in offered],
+            source_budget(self.settings, 1 + len({e.step for e in offered if e.step > 0})),
             self.count_tokens,
             self.settings.generator.answer_style,
         )
-        by_id = {e.chunk.chunk_id: e for e in ordered}
+        by_id = {e.chunk.chunk_id: e for e in offered}
         draft.evidence = tuple(
             replace(by_id[c.chunk_id], found=replace(by_id[c.chunk_id].found, chunk=c)) for c in packed
         )
@@ -353,10 +355,11 @@ class Answerer:
 
 
 def source_budget(settings: Settings, steps: int) -> int:
-    """Tokens of sources an answer gets after a plan of ``steps`` retrievals.
+    """Tokens of sources an answer gets from ``steps`` retrievals that hand on passages.
 
     The generator's ``context_tokens``, plus ``planner.step_context_tokens`` for each step after
-    the first. One budget for every plan would split the same room between more retrievals: on
+    the first. A step none of whose finds is handed on adds nothing, so that a plan whose hops
+    found nothing on topic gives the generator what ``direct`` gives it. One budget for every plan would split the same room between more retrievals: on
     HotpotQA a direct retrieval hands on about 7 passages, and a two-hop plan, packed round-robin,
     would then hand on the top 3 or 4 of each, dropping a first hop's gold passage at rank 5.
     """

@@ -1,8 +1,9 @@
 """Query planning: which retrievals a question gets before it is answered.
 
 * :mod:`rag.planning.planners`: the ``direct``, ``iterative``, ``decompose`` and ``auto``
-  planners, :func:`build_planners` (one per mode) and :func:`interleave`, the round-robin order
-  in which the answerer packs the evidence of every step.
+  planners, :func:`build_planners` (one per mode), :func:`interleave`, the round-robin order
+  in which the answerer packs the evidence of every step, and :func:`handed`, that order without
+  a later step's off-topic finds.
 * :mod:`rag.planning.routing`: the rules ``auto`` decides by.
 * :mod:`rag.planning.rewrite`: a follow-up of a conversation made standalone.
 
@@ -18,6 +19,7 @@ from rag.planning.planners import (
     DirectPlanner,
     IterativePlanner,
     build_planners,
+    handed,
     interleave,
     union,
 )
@@ -33,6 +35,7 @@ __all__ = [
     "IterativePlanner",
     "Routing",
     "build_planners",
+    "handed",
     "interleave",
     "route_question",
     "union",

@@ -73,6 +73,35 @@ def interleave(steps: Sequence[PlanStep]) -> list[Evidence]:
     return out
 
 
+def handed(steps: Sequence[PlanStep], min_similarity: float) -> list[Evidence]:
+    """The evidence an answer is handed: :func:`interleave` order, without a later step's off-topic finds.
+
+    A retrieval returns its top k whether or not they match: in a corpus of many subjects a hop
+    or an expansion brings, below its first few hits, passages about something else, which
+    change a small generator's answer although they cannot support it. So a step after the
+    question's own keeps only the chunks whose dense score against its query (the inner
+    product of normalised vectors) reaches ``min_similarity``; one found by the lexical side
+    alone has no dense score and is dropped. The question's own step is handed as ``direct``
+    hands it. ``min_similarity <= 0`` keeps everything.
+
+    Example:
+        >>> from rag.types import Chunk, StageScores
+        >>> def hit(i, dense):
+        ...     chunk = Chunk(i, i, "c", str(i), "s", "", "", 0, 0, 1, "x")
+        ...     return ScoredChunk(chunk, 1.0, StageScores(dense=dense))
+        >>> steps = [PlanStep("q", "question", (hit(1, 0.1),)), PlanStep("h", "hop", (hit(2, 0.6), hit(3, 0.1)))]
+        >>> [(e.found.chunk.chunk_id, e.step) for e in handed(steps, 0.25)]
+        [(1, 0), (2, 1)]
+    """
+    if min_similarity <= 0 or len(steps) < 2:
+        return interleave(steps)
+    kept = [steps[0]] + [
+        replace(s, found=tuple(f for f in s.found if f.scores.dense is not None and f.scores.dense >= min_similarity))
+        for s in steps[1:]
+    ]
+    return interleave(kept)
+
+
 class _Stop(Exception):
     """Planning ends here; ``fallback`` when a call failed rather than a budget or a decision."""
 

@@ -30,11 +30,12 @@ from rag.planning import (
     DecomposePlanner,
     DirectPlanner,
     IterativePlanner,
+    handed,
     interleave,
     route_question,
 )
 from rag.planning.rewrite import splice
-from rag.types import Chunk, Generation, JsonReply, PlanStep, ScoredChunk, StreamDelta, Timings, Turn
+from rag.types import Chunk, Generation, JsonReply, PlanStep, ScoredChunk, StageScores, StreamDelta, Timings, Turn
 from tests.api.conftest import local_generator  # noqa: F401 - the session fixture of the real server
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "planning"
@@ -127,6 +128,29 @@ def test_interleave_is_round_robin_and_keeps_the_first_step_of_a_repeat(found, e
     assert [(e.chunk.chunk_id, e.step) for e in order] == expected
     assert all(e.query == f"q{e.step}" for e in order)
     assert [s.found for s in steps] == before, "steps are not changed"
+
+
+def near(cid: int, dense: float | None) -> ScoredChunk:
+    return ScoredChunk(chunk(cid), 1.0, StageScores(dense=dense))
+
+
+@pytest.mark.parametrize(
+    "floor,expected",
+    [
+        (0.25, [(1, 0), (3, 1), (2, 0)]),
+        (0.0, [(1, 0), (3, 1), (2, 0), (4, 1), (5, 1)]),
+        (0.7, [(1, 0), (2, 0)]),
+    ],
+)
+def test_a_later_step_hands_on_only_what_matches_its_query(floor: float, expected: list) -> None:
+    """The question's own finds are handed as direct hands them; a hop's off-topic tail is not."""
+    steps = [
+        PlanStep("q", "question", (near(1, 0.05), near(2, None))),
+        PlanStep("h", "hop", (near(3, 0.6), near(4, 0.1), near(5, None), near(1, 0.9))),
+    ]
+    assert [(e.chunk.chunk_id, e.step) for e in handed(steps, floor)] == expected
+    assert handed(steps[:1], 0.9) == interleave(steps[:1]), "a one-step plan is handed whole"
+
 
 
 # auto's rules -----------------------------------------------------------------------------------
@@ -449,6 +473,32 @@ def test_the_verifier_is_handed_the_step_of_each_source(planning_corpus, embedde
     pipeline.answerer.verifier = recorder
     answer = pipeline.ask("plan", TWO_HOP, 1, planner="iterative")
     assert recorder.steps == [[e.step for e in answer.evidence]] == [[0, 1]]
+
+
+OFF_TOPIC_HOP = [
+    {"entity": "Serengeti zebra herds", "query": "zebra migration across the Serengeti plains", "enough": False},
+    {"entity": "", "query": "", "enough": True},
+]
+
+
+def test_a_hop_that_finds_nothing_on_topic_hands_on_what_direct_does(planning_corpus, embedder) -> None:  # noqa: ANN001
+    """An off-topic hop neither adds passages nor widens the budget: the generator sees direct's prompt."""
+    settings, store = planning_corpus
+    narrow = settings.model_copy(update={"generator": settings.generator.model_copy(update={"context_tokens": 64})})
+    direct_gen = ScriptedGenerator(answer="x")
+    RagPipeline(narrow, store, embedder, generator=direct_gen).ask("plan", TWO_HOP, 3, planner="direct")
+    gen = ScriptedGenerator(list(OFF_TOPIC_HOP), answer="x")
+    answer = RagPipeline(narrow, store, embedder, generator=gen).ask("plan", TWO_HOP, 3, planner="iterative")
+    hop = answer.plan.steps[1]
+    assert hop.purpose == "hop" and hop.found, "the hop was searched and found something"
+    assert all((f.scores.dense or 0.0) < narrow.planner.min_step_similarity for f in hop.found)
+    assert {e.step for e in answer.evidence} == {0}
+    assert gen.calls[-1] == direct_gen.calls[-1], "the answer's prompt is direct's"
+    everything = narrow.model_copy(update={"planner": narrow.planner.model_copy(update={"min_step_similarity": 0.0})})
+    _, offered = RagPipeline(everything, store, embedder, generator=ScriptedGenerator(list(OFF_TOPIC_HOP))).evidence(
+        "plan", TWO_HOP, 3, planner="iterative"
+    )
+    assert 1 in {e.step for e in offered}, "with no floor the hop's finds are handed on"
 
 
 @pytest.mark.parametrize("step_tokens", [0, 500])
