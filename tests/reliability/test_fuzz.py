@@ -26,7 +26,13 @@ GENERATING = ("/v1/ask", "/v1/chat/completions")
 def _fuzz(op, mode: GenerationMode, cases: Counter[str], statuses: Counter[str], failures: list[str]) -> None:  # noqa: ANN001
     """Run ``EXAMPLES`` generated cases of one operation, recording statuses and unexpected 5xx."""
 
-    @settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    # Derandomized: the same cases on every run. With random ones, a case now and then made hypothesis
+    # describe a schemathesis lambda (ast.parse) deep in a recursive strategy, where CPython 3.11.7
+    # raises "SystemError: AST constructor recursion depth mismatch": a failure of neither the
+    # service nor the test.
+    @settings(
+        max_examples=EXAMPLES, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck)
+    )
     @given(case=op.as_strategy(generation_mode=mode))
     def run(case) -> None:  # noqa: ANN001
         response = case.call()
