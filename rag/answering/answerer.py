@@ -359,9 +359,10 @@ def source_budget(settings: Settings, steps: int) -> int:
 
     The generator's ``context_tokens``, plus ``planner.step_context_tokens`` for each step after
     the first. A step none of whose finds is handed on adds nothing, so that a plan whose hops
-    found nothing on topic gives the generator what ``direct`` gives it. One budget for every plan would split the same room between more retrievals: on
-    HotpotQA a direct retrieval hands on about 7 passages, and a two-hop plan, packed round-robin,
-    would then hand on the top 3 or 4 of each, dropping a first hop's gold passage at rank 5.
+    found nothing on topic gives the generator what ``direct`` gives it. One budget for every
+    plan would split the same room between more retrievals: on HotpotQA a direct retrieval hands
+    on about 7 passages, and a two-hop plan, packed round-robin, would then hand on the top 3 or 4
+    of each, dropping a first hop's gold passage at rank 5.
     """
     return settings.generator.context_tokens + max(0, steps - 1) * settings.planner.step_context_tokens
 
