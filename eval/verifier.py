@@ -3,7 +3,8 @@
 Two JSONL layouts are read; the layout is detected from the first row.
 
 * **RAGTruth** (``passages``, ``response``, ``spans``, optional ``hallucinated``, ``model``): each response
-  is split into claims with :func:`rag.verify.claims.split_claims`, as answers are, and each claim is scored
+  is split into claims with :func:`rag.verify.claims.split_claims`, as answers are (framing sentences such as
+  "Sure!" are not claims: :func:`rag.verify.claims.is_framing`), and each claim is scored
   against every passage (post-hoc attribution: no citations, a claim's score is its best over the
   passages). A claim is unsupported when its score is below the threshold, and a response is predicted
   hallucinated when any claim is. A claim (a sentence) is gold-unsupported when a gold span overlaps it.
@@ -45,7 +46,7 @@ import numpy as np
 from eval.report import _fmt, _table, _write_json, _write_text
 from rag.config import Settings
 from rag.errors import ConfigError, FileError, InputError
-from rag.verify.claims import ClaimText, split_claims
+from rag.verify.claims import ClaimText, is_framing, split_claims
 from rag.verify.support import Support, SupportScorer
 from rag.verify.verifier import fitted_threshold
 
@@ -554,7 +555,7 @@ def _score_responses(
     instances = _Instances(scorers)
     for item in data.responses:
         current, cold = instances.for_sources(item.passages)
-        claims: list[ClaimText] = split_claims(item.response)
+        claims: list[ClaimText] = [c for c in split_claims(item.response) if not is_framing(c.text)]
         row: dict[str, Any] = {
             "id": item.id, "model": item.model, "hallucinated": item.hallucinated,
             "spans": [{"start": s.start, "end": s.end, "label": s.label} for s in item.spans],
@@ -828,7 +829,7 @@ def run_verifier_eval(
             "support_threshold": settings.verifier.support_threshold,
             "embedding_model": settings.embedding.model,
             "threads": {"torch": 1, "faiss": 1},
-            "claims": "rag.verify.claims.split_claims" if data.layout == "ragtruth" else "the claim, whole",
+            "claims": "rag.verify.claims.split_claims minus is_framing" if data.layout == "ragtruth" else "the claim, whole",
             "seconds": time.perf_counter() - t0,
             # Latency is only comparable between runs on an equally loaded machine.
             "load_average_1m": {"start": load_before, "end": os.getloadavg()[0], "cpus": os.cpu_count()},
@@ -979,7 +980,8 @@ def _ragtruth_md(report: Mapping[str, Any]) -> list[str]:
         f"Published rows: {report['published']['source']}. AUROC ranks responses by their lowest claim score.",
         "## Sentence level (unsupported class)",
         _table(["scorer", "precision", "recall", "F1", "AUROC", "gold unsupported / sentences"], sentence),
-        "A sentence is a claim of `split_claims`; it is gold-unsupported when a gold span overlaps it.",
+        "A sentence is a claim of `split_claims` unless it only frames the response (`is_framing`: \"Sure!\"); "
+        "it is gold-unsupported when a gold span overlaps it.",
         "## Best threshold on this data (diagnostic, not the headline)",
         _table(["scorer", "level", "threshold", "precision", "recall", "F1"], best),
         "## By generating model (response-level F1, (true / all flagged))",

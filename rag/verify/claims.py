@@ -1,4 +1,4 @@
-"""Split a generated answer into sentences (claims) and parse their citation markers."""
+"""Split a generated answer into sentences (claims), parse their citation markers, and tell framing from claims."""
 
 from __future__ import annotations
 
@@ -45,6 +45,35 @@ _ABBREVIATIONS = frozenset(
     "mr mrs ms dr prof st sr jr vs v e.g i.e eg ie al cf fig figs approx ca no nos vol pp p op gen col lt "
     "sgt rev hon dept est".split()
 )
+
+
+_INTERJECTION = r"(?:sure|certainly|of\s+course|absolutely|okay|ok|great|gladly|happy\s+to\s+help|no\s+problem)"
+_FRAMING = re.compile(
+    rf"^(?:{_INTERJECTION}[!.,]*"
+    rf"|(?:{_INTERJECTION}[!.,]*\s+)?(?:here\s+is|here['’]s|here\s+are|below\s+is|the\s+following\s+is)\b[^:]*:)$",
+    re.IGNORECASE,
+)
+MAX_FRAMING_WORDS = 16
+"""Longest sentence :func:`is_framing` may take for framing: a longer one says something of its own."""
+
+
+def is_framing(text: str) -> bool:
+    """Whether a sentence only frames the answer and states nothing a source could support.
+
+    Chat-tuned generators open with an interjection ("Sure!", "Certainly.") or announce what
+    follows ("Here is a summary of the article in 79 words:", "Here's what the sources say:").
+    Such a sentence is not a claim: scored as one it fails (it is in no source, and its word
+    count is a number the source lacks) and marks a faithful answer unfaithful. "Yes." and "No."
+    are answers, not framing, and an announcement counts only when it ends with its colon.
+
+    Example:
+        >>> [is_framing(t) for t in ("Sure!", "Here is a summary of the article in 79 words:", "Yes.")]
+        [True, True, False]
+        >>> is_framing("Here is the office of the CEO: building 3.")
+        False
+    """
+    stripped = text.strip()
+    return len(stripped.split()) <= MAX_FRAMING_WORDS and _FRAMING.match(stripped) is not None
 
 
 def parse_citations(marker_text: str) -> tuple[int, ...]:

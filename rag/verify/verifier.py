@@ -10,7 +10,7 @@ import numpy as np
 from rag.config import VerifierConfig
 from rag.types import ABSTAIN_TEXT
 from rag.types import Chunk, Claim, Verdict, Verification
-from rag.verify.claims import ClaimText, rewrite_citations, split_claims
+from rag.verify.claims import ClaimText, is_framing, rewrite_citations, split_claims
 from rag.verify.model import load_support_scorer
 from rag.verify.support import BatchSupportScorer, Embed, HybridSupportScorer, Support, SupportScorer
 
@@ -97,7 +97,8 @@ class Verifier:
         ``faithfulness`` is supported claims / all claims. An answer with no
         claims scores 0.0 (nothing in it is backed by a source), except an
         abstention (:data:`ABSTAIN_TEXT`), which makes no claims and scores 1.0.
-        Abstention sentences inside a longer answer are not claims.
+        Abstention sentences inside a longer answer are not claims, nor are sentences that only
+        frame it ("Sure!", "Here is a summary:"; :func:`rag.verify.claims.is_framing`).
 
         Args:
             answer: the generated answer with ``[n]`` markers.
@@ -119,9 +120,9 @@ class Verifier:
         """
         strict = self._config.strict if strict is None else strict
         found = split_claims(answer)
-        parts = [c for c in found if not is_abstention(c.text)]
+        parts = [c for c in found if not is_abstention(c.text) and not is_framing(c.text)]
         if not parts:
-            abstained = len(found) > 0
+            abstained = any(is_abstention(c.text) for c in found)
             return Verification(claims=(), faithfulness=1.0 if abstained else 0.0, answer=answer)
 
         texts = [chunk.text for chunk in sources]

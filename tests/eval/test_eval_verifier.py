@@ -275,6 +275,19 @@ def test_ragtruth_figures_by_hand() -> None:
     assert r["latency_ms"]["cold_items"] == 2 and r["latency_ms"]["p50"] is not None
 
 
+def test_a_response_s_framing_sentences_are_not_scored(tmp_path: Path) -> None:
+    # "Sure!" and the word count of the announcement are in no passage: scored, they would flag the response.
+    row = {
+        "id": "f1", "model": "m1", "passages": ["The cat sat on the mat."], "spans": [], "hallucinated": False,
+        "response": "Sure! Here is a summary of the article in 6 words:\nThe cat sat on the mat.",
+    }
+    path = tmp_path / "framed.jsonl"
+    path.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    summary, rows = evaluate(load_verify_dataset(path), {"overlap": Overlap}, default_threshold=0.55)
+    assert [c["text"] for c in rows[0]["claims"]] == ["The cat sat on the mat."]
+    assert summary["scorers"]["overlap"]["response"]["fp"] == 0
+
+
 def test_a_scorer_threshold_wins_over_the_setting() -> None:
     assert scorer_threshold(FittedOverlap(), 0.55) == (0.9, "scorer.threshold")
     assert scorer_threshold(Overlap(), 0.55) == (0.55, "settings.verifier.support_threshold")

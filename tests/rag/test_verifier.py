@@ -13,7 +13,7 @@ from sentence_transformers import SentenceTransformer
 from rag.config import VerifierConfig
 from rag.generation.prompts import ABSTAIN_TEXT
 from rag.types import Chunk, Filters, Verification
-from rag.verify.claims import parse_citations, split_claims
+from rag.verify.claims import is_framing, parse_citations, split_claims
 from rag.verify.support import Embed, HybridSupportScorer, Support, SupportScorer
 from rag.verify.verifier import Verifier, abstain_needed, is_abstention
 
@@ -289,6 +289,37 @@ def test_abstention_sentence_inside_an_answer_is_not_a_claim(verifier: Verifier)
     v = verifier.verify(f"Acme makes anvils [1]. {ABSTAIN_TEXT}", SOURCES)
     assert [c.text for c in v.claims] == ["Acme makes anvils."]
     assert v.faithfulness == 1.0
+
+
+@pytest.mark.parametrize(
+    "framing",
+    ["Sure!", "Certainly.", "Here is a summary of the sources in 42 words:", "Sure, here's what the sources say:"],
+)
+def test_a_sentence_that_only_frames_the_answer_is_not_a_claim(verifier: Verifier, framing: str) -> None:
+    # An announcement ends at its colon only on a line of its own: "Here is X: Y." is one sentence.
+    v = verifier.verify(f"{framing}\nAcme makes anvils [1].", SOURCES)
+    assert [c.text for c in v.claims] == ["Acme makes anvils."]
+    assert v.faithfulness == 1.0
+
+
+def test_an_answer_of_framing_alone_is_not_an_abstention(verifier: Verifier) -> None:
+    v = verifier.verify("Sure! Here is the answer:", SOURCES)
+    assert v.claims == () and v.faithfulness == 0.0
+    assert verifier.verify(f"Sure! {ABSTAIN_TEXT}", SOURCES).faithfulness == 1.0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Yes.",
+        "No.",
+        "Sure enough, the tower fell.",
+        "Here is the office of the CEO: building 3.",
+        "Here are the results of the survey of 2,000 staff members across all twelve regional offices of the firm:",
+    ],
+)
+def test_answers_that_open_like_framing_stay_claims(text: str) -> None:
+    assert not is_framing(text)
 
 
 @pytest.mark.parametrize("answer", ["", "   ", "[1] [2]"])
